@@ -1,0 +1,7 @@
+module github.com/zrepl-ha/zrepl-ha
+
+go 1.26.8
+
+require github.com/mistifyio/go-zfs/v3 v3.1.0
+
+require github.com/google/uuid v1.2.0 // indirect

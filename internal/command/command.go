@@ -1,0 +1,183 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// maxStderr bounds how much of a program's stderr is kept: zfs messages are
+// short, and a runaway program must not grow our memory.
+const maxStderr = 64 << 10
+
+// Runner starts commands. The zero value is usable and logs nowhere.
+type Runner struct {
+	// Logger receives one debug line per finished command. Nil discards.
+	Logger *slog.Logger
+	// WaitDelay bounds how long Wait waits for a killed process's pipes to
+	// close after the context is done. Zero means 5s.
+	WaitDelay time.Duration
+}
+
+// Cmd is one prepared command. Set Stdin/Stdout before Run or Start.
+type Cmd struct {
+	Path  string
+	Args  []string
+	Stdin io.Reader
+	// Stdout receives standard output when using Run/Start. Output sets it.
+	Stdout io.Writer
+
+	r      *Runner
+	cmd    *exec.Cmd
+	stderr *tailBuffer
+	start  time.Time
+}
+
+// Command prepares path with args; nothing runs until Run, Output or Start.
+func (r *Runner) Command(ctx context.Context, path string, args ...string) *Cmd {
+	c := exec.CommandContext(ctx, path, args...)
+	// A cancelled zfs send/recv gets SIGTERM first so it can exit cleanly
+	// (recv -s then keeps a resumable state); WaitDelay escalates to SIGKILL.
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.WaitDelay = r.waitDelay()
+	return &Cmd{Path: path, Args: args, r: r, cmd: c, stderr: &tailBuffer{max: maxStderr}}
+}
+
+func (r *Runner) waitDelay() time.Duration {
+	if r == nil || r.WaitDelay == 0 {
+		return 5 * time.Second
+	}
+	return r.WaitDelay
+}
+
+// String is the command line, quoted where needed, for logs and errors.
+func (c *Cmd) String() string { return Line(c.Path, c.Args) }
+
+// Line renders a command line for humans.
+func Line(path string, args []string) string {
+	var b strings.Builder
+	b.WriteString(path)
+	for _, a := range args {
+		b.WriteByte(' ')
+		if a == "" || strings.ContainsAny(a, " \t\n\"'\\$`") {
+			fmt.Fprintf(&b, "%q", a)
+		} else {
+			b.WriteString(a)
+		}
+	}
+	return b.String()
+}
+
+// Run runs the command to completion.
+func (c *Cmd) Run() error {
+	if err := c.Start(); err != nil {
+		return err
+	}
+	return c.Wait()
+}
+
+// Output runs the command and returns its standard output.
+func (c *Cmd) Output() ([]byte, error) {
+	var out bytes.Buffer
+	c.Stdout = &out
+	err := c.Run()
+	return out.Bytes(), err
+}
+
+// StdoutPipe returns a reader of standard output; call before Start.
+func (c *Cmd) StdoutPipe() (io.ReadCloser, error) { return c.cmd.StdoutPipe() }
+
+// StdinPipe returns a writer to standard input; call before Start.
+func (c *Cmd) StdinPipe() (io.WriteCloser, error) { return c.cmd.StdinPipe() }
+
+// Start starts the command.
+func (c *Cmd) Start() error {
+	c.cmd.Stdin = c.Stdin
+	if c.Stdout != nil {
+		c.cmd.Stdout = c.Stdout
+	}
+	c.cmd.Stderr = c.stderr
+	c.start = time.Now()
+	if err := c.cmd.Start(); err != nil {
+		return &Error{Path: c.Path, Args: c.Args, ExitCode: -1, Err: err}
+	}
+	return nil
+}
+
+// Wait waits for a started command and classifies its failure.
+func (c *Cmd) Wait() error {
+	err := c.cmd.Wait()
+	d := time.Since(c.start)
+	if c.r != nil && c.r.Logger != nil {
+		c.r.Logger.Debug("exec", "cmd", c.String(), "duration", d, "err", err)
+	}
+	if err == nil {
+		return nil
+	}
+	e := &Error{Path: c.Path, Args: c.Args, Stderr: strings.TrimSpace(c.stderr.String()), ExitCode: -1, Duration: d, Err: err}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		e.ExitCode = ee.ExitCode()
+	}
+	return e
+}
+
+// Stderr is what the program has written to stderr so far (bounded).
+func (c *Cmd) Stderr() string { return c.stderr.String() }
+
+// Error is a failed command: the command line, exit code and the program's
+// own message.
+type Error struct {
+	Path     string
+	Args     []string
+	ExitCode int // -1 when the program did not exit normally (signal, not started)
+	Stderr   string
+	Duration time.Duration
+	Err      error
+}
+
+func (e *Error) Error() string {
+	msg := e.Stderr
+	if msg == "" {
+		msg = e.Err.Error()
+	} else if e.ExitCode < 0 {
+		msg = e.Err.Error() + ": " + msg
+	}
+	return fmt.Sprintf("%s: %s", Line(e.Path, e.Args), msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// tailBuffer keeps the first max bytes written; later bytes are counted but
+// dropped, because the first lines of a zfs error carry the reason.
+type tailBuffer struct {
+	buf     bytes.Buffer
+	max     int
+	dropped int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	room := t.max - t.buf.Len()
+	if room >= len(p) {
+		return t.buf.Write(p)
+	}
+	if room > 0 {
+		t.buf.Write(p[:room])
+	}
+	t.dropped += len(p) - max(room, 0)
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	if t.dropped > 0 {
+		return t.buf.String() + fmt.Sprintf("\n[%d more bytes of stderr dropped]", t.dropped)
+	}
+	return t.buf.String()
+}

@@ -13,7 +13,9 @@ var (
 	ErrDestinationModified = errors.New("destination modified since its most recent snapshot")
 	ErrBusy                = errors.New("dataset is busy")
 	ErrExists              = errors.New("dataset already exists")
-	ErrNoCommonBase        = errors.New("incremental source is not an earlier snapshot of the destination")
+	ErrNoCommonBase        = errors.New("incremental source does not match the destination's most recent snapshot")
+	// ErrHeld is a destroy refused because a user hold protects the snapshot.
+	ErrHeld = errors.New("snapshot is held")
 )
 
 // Error is a failed zfs or zpool command.
@@ -80,6 +82,8 @@ func classify(stderr string) error {
 	case strings.Contains(s, "does not exist"), strings.Contains(s, "no such pool"),
 		strings.Contains(s, "could not find any snapshots to destroy"):
 		return ErrDatasetNotFound
+	case strings.Contains(s, "being held"):
+		return ErrHeld
 	case strings.Contains(s, "is busy"), strings.Contains(s, "dataset is busy"):
 		return ErrBusy
 	case strings.Contains(s, "already exists"):

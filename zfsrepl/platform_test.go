@@ -347,8 +347,8 @@ func TestPlatformHoldBlocksDestroy(t *testing.T) {
 		t.Fatalf("holds: %v %v", hs, err)
 	}
 	err = p.z.Destroy(testCtx(t), snap, DestroyFlags{})
-	if !errors.Is(err, ErrBusy) {
-		t.Fatalf("destroy of a held snapshot: want ErrBusy, got %v", err)
+	if !errors.Is(err, ErrHeld) {
+		t.Fatalf("destroy of a held snapshot: want ErrHeld, got %v", err)
 	}
 	if got := p.shorts(t, a); len(got) != 1 {
 		t.Fatal("held snapshot destroyed")
@@ -414,11 +414,15 @@ func TestPlatformDivergedDestinationNeedsExplicitForce(t *testing.T) {
 	src.z.Snapshot(testCtx(t), a, "s1", false)
 	target := dst.ds("a")
 	dst.recv(t, target, RecvOptions{}, src.stream(t, SendOptions{Snapshot: a + "@s1"}))
-	dst.z.Snapshot(testCtx(t), target, "local", false) // diverged: a snapshot the sender lacks
+	// Diverged: data written on the passive and a snapshot the sender lacks.
+	// (A snapshot alone, with no writes since @s1, is not divergence to ZFS.)
+	dst.writeFiles(t, target, "local", 1, 4096)
+	dst.z.Snapshot(testCtx(t), target, "local", false)
 	src.z.Snapshot(testCtx(t), a, "s2", false)
 	inc := src.stream(t, SendOptions{Snapshot: a + "@s2", From: "@s1"})
-	if err := dst.z.Recv(testCtx(t), target, RecvOptions{}, bytes.NewReader(inc)); err == nil {
-		t.Fatal("incremental onto a diverged destination succeeded without -F")
+	err := dst.z.Recv(testCtx(t), target, RecvOptions{}, bytes.NewReader(inc))
+	if !errors.Is(err, ErrNoCommonBase) && !errors.Is(err, ErrDestinationModified) {
+		t.Fatalf("incremental onto a diverged destination without -F: want a typed divergence error, got %v", err)
 	}
 	if got := dst.shorts(t, target); !reflect.DeepEqual(got, []string{"@local", "@s1"}) {
 		t.Fatalf("the failed receive changed the destination: %v", got)

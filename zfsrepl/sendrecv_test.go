@@ -97,6 +97,7 @@ func TestClassify(t *testing.T) {
 		"cannot open 'p/x': dataset does not exist":                                                        ErrDatasetNotFound,
 		"cannot receive incremental stream: destination p/b has been modified\nsince most recent snapshot": ErrDestinationModified,
 		"cannot destroy snapshot p/a@s: dataset is busy":                                                   ErrBusy,
+		"cannot destroy snapshot p/a@s: it's being held. Run 'zfs holds -r p/a@s' to see holders.":         ErrHeld,
 		"cannot create 'p/a': dataset already exists":                                                      ErrExists,
 		"something else": nil,
 	}

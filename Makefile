@@ -31,8 +31,13 @@ test:
 	  echo "== platform tests: $$p (real OpenZFS in a TCG VM)"; \
 	  $(LAB) gotest -pkg ./$$p -json $(OUT)/platform-$$p.json -timeout 15m -- -test.run '^TestPlatform' || rc=1; \
 	done; \
+	echo "== lab tests (boot, panic and hang handling on the host)"; \
+	$(GO) test -tags platform -count=1 -json -run '^TestPlatformLab' ./fixtures/lab > $(OUT)/platform-lab.json || rc=1; \
+	left=ok; if pgrep -f mount_tag=labrun >/dev/null || ls -d /tmp/zrepl-ha-lab-run-* >/dev/null 2>&1; then \
+	  echo "FAIL: a lab VM or run directory was left behind"; left=fail; fi; \
 	echo "== summary"; \
-	$(SUMMARY) -check "go vet=$$vet" $(OUT)/unit.json $(foreach p,$(PLATFORM_PKGS),-noskip $(OUT)/platform-$(p).json) || rc=1; \
+	$(SUMMARY) -check "go vet=$$vet" -check "no lab leftovers=$$left" $(OUT)/unit.json \
+	  $(foreach p,$(PLATFORM_PKGS),-noskip $(OUT)/platform-$(p).json) -noskip $(OUT)/platform-lab.json || rc=1; \
 	exit $$rc
 
 unit:

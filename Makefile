@@ -7,7 +7,12 @@ LAB     := $(GO) run ./fixtures/lab/cmd/lab
 SUMMARY := $(GO) run ./fixtures/testsummary
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Packages that have platform tests (real ZFS in the lab VM).
-PLATFORM_PKGS := zfsrepl
+PLATFORM_PKGS := zfsrepl cmd/zrepl-ha
+comma := ,
+empty :=
+space := $(empty) $(empty)
+PLATFORM_LIST := $(subst $(space),$(comma),$(addprefix ./,$(PLATFORM_PKGS)))
+PLATFORM_JSON := $(foreach p,$(PLATFORM_PKGS),-noskip $(OUT)/platform-$(subst /,-,$(p)).json)
 
 .PHONY: all build test unit vet platform-test lab-install lab-shell clean fuzz
 
@@ -27,17 +32,15 @@ test:
 	$(GO) test -race -count=1 -json ./... > $(OUT)/unit.json || rc=1; \
 	echo "== lab install (skipped when already done)"; \
 	bash fixtures/lab/install.sh || rc=1; \
-	for p in $(PLATFORM_PKGS); do \
-	  echo "== platform tests: $$p (real OpenZFS in a TCG VM)"; \
-	  $(LAB) gotest -pkg ./$$p -json $(OUT)/platform-$$p.json -timeout 15m -- -test.run '^TestPlatform' || rc=1; \
-	done; \
+	echo "== platform tests: $(PLATFORM_PKGS) (real OpenZFS in a TCG VM)"; \
+	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -timeout 15m -- -test.run '^TestPlatform' || rc=1; \
 	echo "== lab tests (boot, panic and hang handling on the host)"; \
 	$(GO) test -tags platform -count=1 -json -run '^TestPlatformLab' ./fixtures/lab > $(OUT)/platform-lab.json || rc=1; \
 	left=ok; if pgrep -f mount_tag=labrun >/dev/null || ls -d /tmp/zrepl-ha-lab-run-* >/dev/null 2>&1; then \
 	  echo "FAIL: a lab VM or run directory was left behind"; left=fail; fi; \
 	echo "== summary"; \
 	$(SUMMARY) -check "go vet=$$vet" -check "no lab leftovers=$$left" $(OUT)/unit.json \
-	  $(foreach p,$(PLATFORM_PKGS),-noskip $(OUT)/platform-$(p).json) -noskip $(OUT)/platform-lab.json || rc=1; \
+	  $(PLATFORM_JSON) -noskip $(OUT)/platform-lab.json || rc=1; \
 	exit $$rc
 
 unit:
@@ -48,9 +51,7 @@ vet:
 
 platform-test: lab-install
 	@mkdir -p $(OUT)
-	@for p in $(PLATFORM_PKGS); do \
-	  $(LAB) gotest -pkg ./$$p -json $(OUT)/platform-$$p.json -timeout 15m -- -test.run '^TestPlatform' || exit 1; \
-	done
+	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -timeout 15m -- -test.run '^TestPlatform'
 
 lab-install:
 	bash fixtures/lab/install.sh

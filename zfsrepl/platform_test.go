@@ -543,3 +543,22 @@ func TestPlatformBadNamesNeverReachExec(t *testing.T) {
 		t.Fatalf("zfs was executed with bad names: %s", b)
 	}
 }
+
+func TestPlatformDestroyBusyIsTyped(t *testing.T) {
+	p := newPool(t)
+	a := p.create(t, "a")
+	p.writeFiles(t, a, "f", 1, 4096)
+	// An open file keeps the filesystem from unmounting: destroy is refused.
+	f, err := os.Open(filepath.Join(p.mountpoint(t, a), "f-000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.z.Destroy(testCtx(t), a, DestroyFlags{})
+	f.Close()
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("want ErrBusy, got %v", err)
+	}
+	if _, err := p.z.List(testCtx(t), a, false); err != nil {
+		t.Fatalf("busy dataset destroyed: %v", err)
+	}
+}

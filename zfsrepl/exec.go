@@ -116,11 +116,55 @@ func (z *Exec) Versions(ctx context.Context, dataset string) ([]Version, error) 
 		return nil, err
 	}
 	out, err := z.zfs(ctx, nil, "list", "-H", "-p", "-t", "snapshot,bookmark", "-d", "1",
-		"-o", "name,type,guid,createtxg,creation", "-s", "createtxg", dataset)
+		"-o", versionColumns, "-s", "createtxg", dataset)
 	if err != nil {
 		return nil, err
 	}
 	return parseVersions(out)
+}
+
+const versionColumns = "name,type,guid,createtxg,creation,userrefs"
+
+// Tree lists the datasets, then all their versions, in two commands.
+func (z *Exec) Tree(ctx context.Context, root string) ([]TreeDataset, error) {
+	if err := ValidateDataset(root); err != nil {
+		return nil, err
+	}
+	out, err := z.zfs(ctx, nil, "list", "-H", "-p", "-r", "-t", "filesystem,volume",
+		"-o", "name,type,encryption,receive_resume_token", root)
+	if err != nil {
+		return nil, err
+	}
+	var tree []TreeDataset
+	idx := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 4 {
+			return nil, fmt.Errorf("zfs list: unexpected line %q", line)
+		}
+		td := TreeDataset{Name: f[0], Type: DatasetType(f[1]), Encrypted: f[2] != "off" && f[2] != "-"}
+		if f[3] != "-" {
+			td.ResumeToken = f[3]
+		}
+		idx[td.Name] = len(tree)
+		tree = append(tree, td)
+	}
+	out, err = z.zfs(ctx, nil, "list", "-H", "-p", "-r", "-t", "snapshot,bookmark",
+		"-o", versionColumns, "-s", "createtxg", root)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := parseVersions(out)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		if i, ok := idx[v.Dataset()]; ok {
+			tree[i].Versions = append(tree[i].Versions, v)
+		}
+	}
+	sort.Slice(tree, func(i, j int) bool { return tree[i].Name < tree[j].Name })
+	return tree, nil
 }
 
 func parseVersions(out []byte) ([]Version, error) {
@@ -128,8 +172,12 @@ func parseVersions(out []byte) ([]Version, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), "\t")
-		if len(f) != 5 {
+		if len(f) != 6 {
 			return nil, fmt.Errorf("zfs list: unexpected line %q", sc.Text())
+		}
+		var refs uint64
+		if f[5] != "-" {
+			refs, _ = strconv.ParseUint(f[5], 10, 64)
 		}
 		guid, err1 := strconv.ParseUint(f[2], 10, 64)
 		txg, err2 := strconv.ParseUint(f[3], 10, 64)
@@ -137,7 +185,7 @@ func parseVersions(out []byte) ([]Version, error) {
 		if err := errors.Join(err1, err2, err3); err != nil {
 			return nil, fmt.Errorf("zfs list: bad numbers in %q: %w", sc.Text(), err)
 		}
-		vs = append(vs, Version{Name: f[0], Type: DatasetType(f[1]), GUID: guid, CreateTXG: txg, Creation: creation})
+		vs = append(vs, Version{Name: f[0], Type: DatasetType(f[1]), GUID: guid, CreateTXG: txg, Creation: creation, UserRefs: refs})
 	}
 	// Bookmarks and their snapshots share a createtxg: put the snapshot first.
 	sort.SliceStable(vs, func(i, j int) bool {

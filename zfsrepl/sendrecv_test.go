@@ -79,15 +79,15 @@ func TestParseSendSize(t *testing.T) {
 }
 
 func TestParseVersions(t *testing.T) {
-	out := "p/a#b1\tbookmark\t11\t5\t100\np/a@s1\tsnapshot\t11\t5\t100\np/a@s2\tsnapshot\t22\t9\t200\n"
+	out := "p/a#b1\tbookmark\t11\t5\t100\t-\np/a@s1\tsnapshot\t11\t5\t100\t0\np/a@s2\tsnapshot\t22\t9\t200\t2\n"
 	vs, err := parseVersions([]byte(out))
 	if err != nil || len(vs) != 3 {
 		t.Fatal(vs, err)
 	}
-	if vs[0].Type != Snapshot || vs[1].Type != Bookmark || vs[2].Short() != "s2" || vs[2].Dataset() != "p/a" || vs[2].GUID != 22 {
+	if vs[0].Type != Snapshot || vs[1].Type != Bookmark || vs[2].Short() != "s2" || vs[2].Dataset() != "p/a" || vs[2].GUID != 22 || vs[2].UserRefs != 2 {
 		t.Fatalf("%+v", vs)
 	}
-	if _, err := parseVersions([]byte("p/a@s\tsnapshot\tx\t1\t1\n")); err == nil {
+	if _, err := parseVersions([]byte("p/a@s\tsnapshot\tx\t1\t1\t0\n")); err == nil {
 		t.Fatal("want error on bad guid")
 	}
 }

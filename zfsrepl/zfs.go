@@ -33,6 +33,7 @@ type Version struct {
 	GUID      uint64
 	CreateTXG uint64
 	Creation  int64 // unix seconds
+	UserRefs  uint64 // number of user holds (snapshots only)
 }
 
 // Short is the part after '@' or '#'.
@@ -45,6 +46,17 @@ func (v Version) Short() string {
 func (v Version) Dataset() string {
 	d, _, _, _ := SplitVersion(v.Name)
 	return d
+}
+
+// TreeDataset is one filesystem or volume of a replicated root, with what
+// the replication engine needs to plan: its versions, whether it is
+// encrypted (raw send), and a pending resume token.
+type TreeDataset struct {
+	Name        string
+	Type        DatasetType
+	Encrypted   bool
+	ResumeToken string
+	Versions    []Version // oldest first
 }
 
 // DestroyFlags select destroy's recursion.
@@ -101,6 +113,10 @@ type ZFS interface {
 	// Versions returns the snapshots and bookmarks of one dataset, oldest
 	// (lowest createtxg) first.
 	Versions(ctx context.Context, dataset string) ([]Version, error)
+	// Tree returns root and every filesystem and volume below it, sorted by
+	// name (parents first), each with its versions; two zfs commands in all,
+	// however many datasets and snapshots there are.
+	Tree(ctx context.Context, root string) ([]TreeDataset, error)
 	Create(ctx context.Context, name string, props map[string]string) error
 	// Snapshot takes one atomic snapshot: of root and everything below it when
 	// recursive (zfs snapshot -r), so all datasets get the same cut.

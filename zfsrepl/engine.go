@@ -1,0 +1,422 @@
+package zfsrepl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Root is one replicated root: a sender dataset and its receiver name. It is
+// replicated recursively.
+type Root struct {
+	Source string
+	Target string
+}
+
+// Progress reports bytes moved by one step. Total is the -nvP estimate (0 if
+// unknown).
+type Progress struct {
+	Step  Step
+	Bytes int64
+	Total int64
+	Done  bool
+}
+
+// Engine replicates roots from this node's pool to a Receiver.
+type Engine struct {
+	ZFS  ZFS
+	Peer string // the receiving node's name: cursor bookmarks carry it
+	Plan PlanOptions
+	// MaxStreamBytes bounds one coalesced -I stream; a larger backlog is
+	// split into several streams. 0 means no bound.
+	MaxStreamBytes int64
+	Now            func() time.Time
+	Log            *slog.Logger
+	// OnProgress, if set, is called as bytes move (at most every 64 KiB and
+	// at the end of each step). It must be quick.
+	OnProgress func(Progress)
+}
+
+// StepResult is one executed step.
+type StepResult struct {
+	Step     Step
+	Bytes    int64
+	Duration time.Duration
+	Err      error
+}
+
+// Report is what one Replicate call did and found.
+type Report struct {
+	Root           Root
+	Steps          []StepResult
+	Conflicts      []*ConflictError
+	OnlyOnReceiver []string
+	Waiting        []string
+	// LatestSnapshot is the newest zrepl-ha snapshot of the sender's root.
+	LatestSnapshot string
+	// LatestConsistent is the newest snapshot fully received on every
+	// dataset of the receiver's root: what failover promotes.
+	LatestConsistent string
+	// Lag is the age of LatestConsistent's creation (by the snapshot's name
+	// time), measured at the end of the cycle. -1 when nothing is received.
+	Lag       time.Duration
+	BytesSent int64
+}
+
+// FullSends counts full streams in the report (tests assert zero after the
+// first replication).
+func (r *Report) FullSends() int {
+	n := 0
+	for _, s := range r.Steps {
+		if s.Step.Kind == StepFull && s.Err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Log != nil {
+		return e.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// maxPasses bounds re-planning: resumes first, then the incrementals.
+const maxPasses = 4
+
+// Replicate brings the receiver's copy of root up to the sender's newest
+// zrepl-ha snapshot. It returns the report and the first error that stopped
+// it: a *ResumableError when a stream was cut (the next call resumes it),
+// or a transport or zfs error. Conflicts are reported, not returned, so one
+// diverged dataset does not stop the others.
+func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (*Report, error) {
+	rep := &Report{Root: root, Lag: -1}
+	if err := ValidateDataset(root.Source); err != nil {
+		return rep, err
+	}
+	if err := ValidateDataset(root.Target); err != nil {
+		return rep, err
+	}
+	for pass := 0; pass < maxPasses; pass++ {
+		stree, err := e.ZFS.Tree(ctx, root.Source)
+		if err != nil {
+			return rep, fmt.Errorf("listing sender root %s: %w", root.Source, err)
+		}
+		rtree, err := rcv.Tree(ctx, root.Target)
+		if err != nil {
+			return rep, fmt.Errorf("listing receiver root %s: %w", root.Target, err)
+		}
+		rep.LatestSnapshot = newestOwned(stree, root.Source)
+		plan := PlanRoot(root.Source, stree, root.Target, rtree, e.Plan)
+		rep.Conflicts, rep.OnlyOnReceiver, rep.Waiting = plan.Conflicts, plan.OnlyOnReceiver, plan.Waiting
+		resumeOnly := plan.HasResume()
+		failed := map[string]bool{}
+		stepped := map[string]bool{}
+		for _, st := range plan.Steps {
+			if resumeOnly && st.Kind != StepResume {
+				continue
+			}
+			stepped[st.Source] = true
+			if failed[st.Source] || parentFailed(failed, st.Source) {
+				continue
+			}
+			err := e.runStep(ctx, st, stree, rtree, rcv, rep)
+			if err == nil {
+				continue
+			}
+			var ce *ConflictError
+			if errors.As(err, &ce) {
+				rep.Conflicts = append(rep.Conflicts, ce)
+				failed[st.Source] = true
+				continue
+			}
+			return rep, err
+		}
+		if resumeOnly {
+			continue // plan again from what the resumes completed
+		}
+		if err := e.repairProtection(ctx, root, stree, rtree, rcv, stepped); err != nil {
+			return rep, err
+		}
+		if len(plan.Steps) > 0 {
+			if rtree, err = rcv.Tree(ctx, root.Target); err != nil {
+				return rep, fmt.Errorf("listing receiver root %s: %w", root.Target, err)
+			}
+		}
+		rep.LatestConsistent = LatestConsistent(rtree)
+		break
+	}
+	if t, _, ok := ParseSnapshotName(rep.LatestConsistent); ok {
+		rep.Lag = e.now().Sub(t)
+	}
+	return rep, nil
+}
+
+// repairProtection makes sure every up-to-date dataset's newest common
+// snapshot is held on the receiver and has the sender's cursor bookmark. It
+// normally finds nothing to do; it repairs what a crash between a receive
+// and its confirmation, or a resumed receive, left unprotected.
+func (e *Engine) repairProtection(ctx context.Context, root Root, stree, rtree []TreeDataset, rcv Receiver, skip map[string]bool) error {
+	for _, s := range stree {
+		if skip[s.Name] {
+			continue
+		}
+		target := TargetName(root.Source, root.Target, s.Name)
+		var rnewest *Version
+		rvs := versionsOf(rtree, target)
+		for i := len(rvs) - 1; i >= 0; i-- {
+			if rvs[i].Type == Snapshot {
+				rnewest = &rvs[i]
+				break
+			}
+		}
+		if rnewest == nil {
+			continue
+		}
+		var snap, cursor bool
+		for _, v := range s.Versions {
+			if v.GUID != rnewest.GUID {
+				continue
+			}
+			snap = snap || v.Type == Snapshot && v.Short() == rnewest.Short()
+			cursor = cursor || v.Type == Bookmark && strings.HasPrefix(v.Short(), cursorPrefix(e.Peer))
+		}
+		if !snap || rnewest.UserRefs > 0 && cursor {
+			continue
+		}
+		st := Step{Source: s.Name, Target: target, To: rnewest.Short()}
+		if err := e.confirm(ctx, st, stree, rtree, rcv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parentFailed(failed map[string]bool, ds string) bool {
+	for f := range failed {
+		if strings.HasPrefix(ds, f+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// runStep splits an oversized backlog, then sends each part.
+func (e *Engine) runStep(ctx context.Context, st Step, stree, rtree []TreeDataset, rcv Receiver, rep *Report) error {
+	parts := []Step{st}
+	if st.Kind == StepIncremental && st.Send.Intermediates && e.MaxStreamBytes > 0 {
+		var err error
+		if parts, err = e.split(ctx, st, versionsOf(stree, st.Source)); err != nil {
+			return err
+		}
+	}
+	for _, p := range parts {
+		if err := e.transfer(ctx, p, rcv, rep); err != nil {
+			return err
+		}
+		if p.Kind == StepResume {
+			continue // the next pass plans from what the resume completed
+		}
+		if err := e.confirm(ctx, p, stree, rtree, rcv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// split cuts a -I step into streams of at most MaxStreamBytes each (a single
+// snapshot's delta may still be larger: it cannot be cut).
+func (e *Engine) split(ctx context.Context, st Step, versions []Version) ([]Step, error) {
+	size, err := e.ZFS.SendSize(ctx, st.Send)
+	if err != nil {
+		return nil, err
+	}
+	if size <= e.MaxStreamBytes {
+		return []Step{st}, nil
+	}
+	var mids []Version
+	var fromTXG, toTXG uint64
+	for _, v := range versions {
+		if v.Name == st.Send.From {
+			fromTXG = v.CreateTXG
+		}
+		if v.Name == st.Send.Snapshot {
+			toTXG = v.CreateTXG
+		}
+	}
+	for _, v := range versions {
+		if v.Type == Snapshot && v.CreateTXG > fromTXG && v.CreateTXG < toTXG {
+			mids = append(mids, v)
+		}
+	}
+	if len(mids) == 0 {
+		return []Step{st}, nil
+	}
+	mid := mids[len(mids)/2]
+	first, second := st, st
+	first.Send.Snapshot, first.To = mid.Name, mid.Short()
+	second.Send.From = mid.Name
+	a, err := e.split(ctx, first, versions)
+	if err != nil {
+		return nil, err
+	}
+	b, err := e.split(ctx, second, versions)
+	if err != nil {
+		return nil, err
+	}
+	return append(a, b...), nil
+}
+
+// transfer runs zfs send into the receiver through a pipe.
+func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Report) error {
+	start := time.Now()
+	var total int64
+	if e.OnProgress != nil {
+		total, _ = e.ZFS.SendSize(ctx, st.Send) // an estimate for the progress bar only
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	cw := &countingWriter{w: pw, report: e.OnProgress, step: st, total: total}
+	sendErr := make(chan error, 1)
+	go func() {
+		err := e.ZFS.Send(sctx, st.Send, cw)
+		pw.CloseWithError(err) // nil closes with EOF
+		sendErr <- err
+	}()
+	rerr := rcv.Receive(ctx, ReceiveRequest{Dataset: st.Target, Kind: st.Kind, To: st.To}, pr)
+	if rerr != nil {
+		cancel() // stop zfs send; nobody reads its stream any more
+	}
+	pr.CloseWithError(io.ErrClosedPipe)
+	serr := <-sendErr
+	n := cw.n.Load()
+	res := StepResult{Step: st, Bytes: n, Duration: time.Since(start)}
+	rep.BytesSent += n
+	if e.OnProgress != nil {
+		e.OnProgress(Progress{Step: st, Bytes: n, Total: total, Done: true})
+	}
+	switch {
+	case rerr != nil && errors.Is(rerr, ErrDestinationModified):
+		res.Err = &ConflictError{st.Target, "modified on the receiver since its most recent snapshot (someone wrote to the passive's copy); nothing was destroyed"}
+	case rerr != nil && errors.Is(rerr, ErrNoCommonBase):
+		res.Err = &ConflictError{st.Target, fmt.Sprintf("the receiver's newest snapshot does not match the base %s: %v", st.Send.From, rerr)}
+	case rerr != nil:
+		res.Err = rerr
+	case serr != nil:
+		res.Err = fmt.Errorf("sending %s: %w", st, serr)
+	}
+	rep.Steps = append(rep.Steps, res)
+	e.log().Info("replication step", "step", st.String(), "bytes", n, "duration", res.Duration.Round(time.Millisecond), "err", res.Err)
+	return res.Err
+}
+
+// confirm protects the new common base on both sides: the receiver holds
+// it, the sender moves its cursor bookmark to it. Both happen only after
+// the receive succeeded, and the old protection is removed only after the
+// new one exists.
+func (e *Engine) confirm(ctx context.Context, st Step, stree, rtree []TreeDataset, rcv Receiver) error {
+	var release []string
+	for _, v := range versionsOf(rtree, st.Target) {
+		if v.Type == Snapshot && v.UserRefs > 0 {
+			release = append(release, v.Name)
+		}
+	}
+	if err := rcv.Confirm(ctx, st.Target+"@"+st.To, release); err != nil {
+		return fmt.Errorf("holding %s@%s on the receiver: %w", st.Target, st.To, err)
+	}
+	cursor := st.Source + "#" + CursorName(e.Peer, st.To)
+	if err := e.ZFS.Bookmark(ctx, st.Source+"@"+st.To, cursor); err != nil && !errors.Is(err, ErrExists) {
+		return fmt.Errorf("moving the replication cursor: %w", err)
+	}
+	for _, v := range versionsOf(stree, st.Source) {
+		if v.Type == Bookmark && strings.HasPrefix(v.Short(), cursorPrefix(e.Peer)) && v.Name != cursor {
+			if err := e.ZFS.Destroy(ctx, v.Name, DestroyFlags{}); err != nil && !errors.Is(err, ErrDatasetNotFound) {
+				return fmt.Errorf("removing the old replication cursor: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func versionsOf(tree []TreeDataset, ds string) []Version {
+	for _, t := range tree {
+		if t.Name == ds {
+			return t.Versions
+		}
+	}
+	return nil
+}
+
+func newestOwned(tree []TreeDataset, root string) string {
+	vs := versionsOf(tree, root)
+	for i := len(vs) - 1; i >= 0; i-- {
+		if IsOwned(vs[i]) {
+			return vs[i].Short()
+		}
+	}
+	return ""
+}
+
+// LatestConsistent is the newest zrepl-ha snapshot name present on every
+// dataset of a (receiver) tree: the one consistent cut failover can promote.
+// "" when there is none.
+func LatestConsistent(tree []TreeDataset) string {
+	if len(tree) == 0 {
+		return ""
+	}
+	count := map[string]int{}
+	for _, t := range tree {
+		for _, v := range t.Versions {
+			if IsOwned(v) {
+				count[v.Short()]++
+			}
+		}
+	}
+	var all []string
+	for name, n := range count {
+		if n == len(tree) {
+			all = append(all, name)
+		}
+	}
+	if len(all) == 0 {
+		return ""
+	}
+	sort.Strings(all)
+	return all[len(all)-1]
+}
+
+type countingWriter struct {
+	w      io.Writer
+	n      atomic.Int64
+	last   int64
+	report func(Progress)
+	step   Step
+	total  int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	total := c.n.Add(int64(n))
+	if c.report != nil && total-c.last >= 64<<10 {
+		c.last = total
+		c.report(Progress{Step: c.step, Bytes: total, Total: c.total})
+	}
+	return n, err
+}
+
+func contains(s, sub string) bool { return strings.Contains(strings.ToLower(s), sub) }

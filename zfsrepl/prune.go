@@ -1,0 +1,80 @@
+package zfsrepl
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Side says which end of a replication a dataset is on; the protection
+// rules differ.
+type Side int
+
+const (
+	SenderSide Side = iota
+	ReceiverSide
+)
+
+// PruneResult lists what Prune destroyed and what it refused, with why.
+type PruneResult struct {
+	Destroyed []string
+	Refused   map[string]string // snapshot -> reason
+}
+
+// Prune destroys the named snapshots of one dataset (full names), except
+// those it must never destroy. Retention decides what to ask for; Prune is
+// the guard that makes any request safe:
+//
+//   - only zrepl-ha's own snapshots (never an admin's, never a rescue);
+//   - never a held snapshot (the receiver's last received base is held);
+//   - on the sender, never the snapshot a replication cursor points at, nor
+//     anything newer (not yet replicated) unless allowUnreplicated;
+//   - on the receiver, never the newest snapshot.
+//
+// versions must be the dataset's current versions (oldest first).
+func Prune(ctx context.Context, z ZFS, side Side, versions []Version, names []string, allowUnreplicated bool) (*PruneResult, error) {
+	res := &PruneResult{Refused: map[string]string{}}
+	byName := map[string]Version{}
+	var cursorTXG uint64
+	var hasCursor bool
+	var newestSnap string
+	for _, v := range versions {
+		byName[v.Name] = v
+		if v.Type == Bookmark && strings.HasPrefix(v.Short(), "zrepl-ha_cursor_") {
+			// With several peers, the oldest cursor bounds what is replicated.
+			if !hasCursor || v.CreateTXG < cursorTXG {
+				cursorTXG, hasCursor = v.CreateTXG, true
+			}
+		}
+		if v.Type == Snapshot {
+			newestSnap = v.Name
+		}
+	}
+	for _, n := range names {
+		v, ok := byName[n]
+		reason := ""
+		switch {
+		case !ok:
+			reason = "no such snapshot"
+		case !IsOwned(v):
+			reason = "not created by zrepl-ha"
+		case v.UserRefs > 0:
+			reason = "held (the last received base or an admin's hold)"
+		case side == ReceiverSide && n == newestSnap:
+			reason = "the receiver's newest snapshot (the incremental base)"
+		case side == SenderSide && hasCursor && v.CreateTXG == cursorTXG:
+			reason = "the replication cursor's snapshot (the last common base)"
+		case side == SenderSide && !allowUnreplicated && (!hasCursor || v.CreateTXG > cursorTXG):
+			reason = "not yet replicated"
+		}
+		if reason != "" {
+			res.Refused[n] = reason
+			continue
+		}
+		if err := z.Destroy(ctx, n, DestroyFlags{}); err != nil {
+			return res, fmt.Errorf("pruning %s: %w", n, err)
+		}
+		res.Destroyed = append(res.Destroyed, n)
+	}
+	return res, nil
+}

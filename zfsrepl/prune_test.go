@@ -1,0 +1,65 @@
+package zfsrepl
+
+import (
+	"context"
+	"testing"
+)
+
+type destroyRecorder struct {
+	ZFS
+	destroyed []string
+}
+
+func (d *destroyRecorder) Destroy(ctx context.Context, name string, f DestroyFlags) error {
+	d.destroyed = append(d.destroyed, name)
+	return nil
+}
+
+func TestPruneGuards(t *testing.T) {
+	ds := "tank/data"
+	vs := snaps(ds, "s1", "s2", "s3", "b3", "s4", "x5", "s6")
+	vs[1].UserRefs = 1 // s2 held by an admin
+	names := func(ns ...int) []string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, ds+"@"+short(n))
+		}
+		return out
+	}
+	z := &destroyRecorder{}
+	res, err := Prune(context.Background(), z, SenderSide, vs, append(names(1, 2, 3, 4, 6), ds+"@manual5", ds+"@nope"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(z.destroyed) != 1 || z.destroyed[0] != ds+"@"+short(1) {
+		t.Fatalf("destroyed %v, want only s1; refused %v", z.destroyed, res.Refused)
+	}
+	for n, why := range map[string]string{
+		ds + "@" + short(2): "held", ds + "@" + short(3): "cursor", ds + "@" + short(4): "not yet replicated",
+		ds + "@" + short(6): "not yet replicated", ds + "@manual5": "not created by zrepl-ha", ds + "@nope": "no such",
+	} {
+		if r := res.Refused[n]; r == "" || !contains(r, why) {
+			t.Errorf("%s: refused %q, want %q", n, r, why)
+		}
+	}
+	// Explicitly allowed (pool nearly full): unreplicated may go, the cursor's never.
+	z = &destroyRecorder{}
+	res, _ = Prune(context.Background(), z, SenderSide, vs, names(3, 4), true)
+	if len(z.destroyed) != 1 || z.destroyed[0] != ds+"@"+short(4) || res.Refused[ds+"@"+short(3)] == "" {
+		t.Fatalf("allowUnreplicated: destroyed %v refused %v", z.destroyed, res.Refused)
+	}
+	// No cursor at all: nothing has been replicated, nothing may go.
+	z = &destroyRecorder{}
+	Prune(context.Background(), z, SenderSide, snaps(ds, "s1", "s2"), names(1), false)
+	if len(z.destroyed) != 0 {
+		t.Fatalf("destroyed %v before any replication", z.destroyed)
+	}
+	// Receiver: the newest (the base) and held ones stay.
+	rvs := snaps(ds, "s1", "s2", "s3")
+	rvs[1].UserRefs = 1
+	z = &destroyRecorder{}
+	res, _ = Prune(context.Background(), z, ReceiverSide, rvs, names(1, 2, 3), false)
+	if len(z.destroyed) != 1 || z.destroyed[0] != ds+"@"+short(1) {
+		t.Fatalf("receiver: destroyed %v refused %v", z.destroyed, res.Refused)
+	}
+}

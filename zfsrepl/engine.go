@@ -315,6 +315,8 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 		res.Err = &ConflictError{st.Target, "modified on the receiver since its most recent snapshot (someone wrote to the passive's copy); nothing was destroyed"}
 	case rerr != nil && errors.Is(rerr, ErrNoCommonBase):
 		res.Err = &ConflictError{st.Target, fmt.Sprintf("the receiver's newest snapshot does not match the base %s: %v", st.Send.From, rerr)}
+	case rerr != nil && serr != nil && !errors.Is(serr, context.Canceled):
+		res.Err = fmt.Errorf("%w (and the sender failed: %v)", rerr, serr)
 	case rerr != nil:
 		res.Err = rerr
 	case serr != nil:

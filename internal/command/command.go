@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -35,9 +36,13 @@ type Cmd struct {
 	Stdout io.Writer
 
 	r      *Runner
+	ctx    context.Context
 	cmd    *exec.Cmd
 	stderr *tailBuffer
 	start  time.Time
+	// Our own copies of stdin/stdout streams (see Start).
+	stdinPipe  io.WriteCloser
+	stdoutDone chan error
 }
 
 // Command prepares path with args; nothing runs until Run, Output or Start.
@@ -47,7 +52,7 @@ func (r *Runner) Command(ctx context.Context, path string, args ...string) *Cmd 
 	// (recv -s then keeps a resumable state); WaitDelay escalates to SIGKILL.
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
 	c.WaitDelay = r.waitDelay()
-	return &Cmd{Path: path, Args: args, r: r, cmd: c, stderr: &tailBuffer{max: maxStderr}}
+	return &Cmd{Path: path, Args: args, r: r, ctx: ctx, cmd: c, stderr: &tailBuffer{max: maxStderr}}
 }
 
 func (r *Runner) waitDelay() time.Duration {
@@ -91,29 +96,68 @@ func (c *Cmd) Output() ([]byte, error) {
 	return out.Bytes(), err
 }
 
-// StdoutPipe returns a reader of standard output; call before Start.
-func (c *Cmd) StdoutPipe() (io.ReadCloser, error) { return c.cmd.StdoutPipe() }
-
-// StdinPipe returns a writer to standard input; call before Start.
-func (c *Cmd) StdinPipe() (io.WriteCloser, error) { return c.cmd.StdinPipe() }
-
 // Start starts the command.
+//
+// Streams that are not files are copied by our own goroutines rather than
+// os/exec's: exec's WaitDelay starts when the process exits, and would cut
+// a zfs send whose last buffered megabytes a slow zfs recv has not consumed
+// yet. Here stdout is drained to EOF before Wait returns (or until the
+// context ends), and stdin stops being fed when the process exits.
 func (c *Cmd) Start() error {
-	c.cmd.Stdin = c.Stdin
-	if c.Stdout != nil {
-		c.cmd.Stdout = c.Stdout
+	var stdoutPipe io.ReadCloser
+	var err error
+	switch w := c.Stdout.(type) {
+	case nil:
+	case *os.File:
+		c.cmd.Stdout = w
+	default:
+		if stdoutPipe, err = c.cmd.StdoutPipe(); err != nil {
+			return &Error{Path: c.Path, Args: c.Args, ExitCode: -1, Err: err}
+		}
+	}
+	switch r := c.Stdin.(type) {
+	case nil:
+	case *os.File:
+		c.cmd.Stdin = r
+	default:
+		if c.stdinPipe, err = c.cmd.StdinPipe(); err != nil {
+			return &Error{Path: c.Path, Args: c.Args, ExitCode: -1, Err: err}
+		}
 	}
 	c.cmd.Stderr = c.stderr
 	c.start = time.Now()
 	if err := c.cmd.Start(); err != nil {
 		return &Error{Path: c.Path, Args: c.Args, ExitCode: -1, Err: err}
 	}
+	if stdoutPipe != nil {
+		c.stdoutDone = make(chan error, 1)
+		go func() {
+			_, err := io.Copy(c.Stdout, stdoutPipe)
+			c.stdoutDone <- err
+		}()
+	}
+	if c.stdinPipe != nil {
+		go func() {
+			io.Copy(c.stdinPipe, c.Stdin) // EPIPE when the process exits early: expected
+			c.stdinPipe.Close()
+		}()
+	}
 	return nil
 }
 
 // Wait waits for a started command and classifies its failure.
 func (c *Cmd) Wait() error {
+	var copyErr error
+	if c.stdoutDone != nil {
+		select {
+		case copyErr = <-c.stdoutDone:
+		case <-c.ctx.Done():
+		}
+	}
 	err := c.cmd.Wait()
+	if err == nil && copyErr != nil {
+		err = fmt.Errorf("copying stdout: %w", copyErr)
+	}
 	d := time.Since(c.start)
 	if c.r != nil && c.r.Logger != nil {
 		c.r.Logger.Debug("exec", "cmd", c.String(), "duration", d, "err", err)

@@ -63,3 +63,41 @@ func TestLineQuotes(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// A slow consumer of stdout must get every byte, however long it takes
+// after the process has exited (os/exec's WaitDelay would cut it).
+func TestSlowStdoutConsumerGetsEverything(t *testing.T) {
+	r := &Runner{WaitDelay: 50 * time.Millisecond}
+	slow := &slowWriter{}
+	c := r.Command(context.Background(), "/bin/sh", "-c", "head -c 300000 /dev/zero")
+	c.Stdout = slow
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if slow.n != 300000 {
+		t.Fatalf("got %d bytes", slow.n)
+	}
+}
+
+type slowWriter struct{ n int }
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(50 * time.Millisecond)
+	s.n += len(p)
+	return len(p), nil
+}
+
+func TestStdinFromReader(t *testing.T) {
+	c := (&Runner{}).Command(context.Background(), "/bin/sh", "-c", "wc -c")
+	c.Stdin = strings.NewReader(strings.Repeat("x", 100000))
+	out, err := c.Output()
+	if err != nil || strings.TrimSpace(string(out)) != "100000" {
+		t.Fatalf("%q %v", out, err)
+	}
+	// A process that exits without reading its stdin does not hang Wait.
+	c = (&Runner{}).Command(context.Background(), "/bin/true")
+	c.Stdin = strings.NewReader(strings.Repeat("x", 1<<20))
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,397 @@
+//go:build platform
+
+package zfsrepl
+
+import (
+	"context"
+	"errors"
+	"io"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pair is a sender pool and a receiver pool in one VM, replicating root
+// "data" through the in-process Receiver.
+type pair struct {
+	src, dst *pool
+	root     Root
+	eng      *Engine
+	rcv      Receiver
+	clock    time.Time
+}
+
+func newPair(t *testing.T) *pair {
+	src, dst := newPool(t), newPool(t)
+	p := &pair{src: src, dst: dst, root: Root{Source: src.ds("data"), Target: dst.ds("data")},
+		clock: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	p.eng = &Engine{ZFS: src.z, Peer: "beta", Now: func() time.Time { return p.clock }}
+	p.rcv = &LocalReceiver{ZFS: dst.z, Sender: "alpha"}
+	return p
+}
+
+func (p *pair) snapshot(t *testing.T) string {
+	t.Helper()
+	p.clock = p.clock.Add(time.Second)
+	s, err := TakeSnapshot(testCtx(t), p.src.z, p.root.Source, p.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (p *pair) replicate(t *testing.T) *Report {
+	t.Helper()
+	rep, err := p.eng.Replicate(testCtx(t), p.root, p.rcv)
+	if err != nil {
+		t.Fatalf("replicate: %v", err)
+	}
+	return rep
+}
+
+// mountTarget mounts a received (canmount=noauto) dataset for checksums.
+func (p *pair) mountTarget(t *testing.T, ds string) string {
+	t.Helper()
+	if v, _ := p.dst.z.GetProperty(testCtx(t), ds, "mounted"); v != "yes" {
+		run(t, "zfs", "mount", ds)
+	}
+	return p.dst.mountpoint(t, ds)
+}
+
+func (p *pair) assertSame(t *testing.T, rel string) {
+	t.Helper()
+	src := p.src.ds("data" + rel)
+	sameChecksums(t, checksums(t, p.src.mountpoint(t, src)), checksums(t, p.mountTarget(t, p.dst.ds("data"+rel))))
+}
+
+func TestPlatformEngineInitialIncrementalBacklog(t *testing.T) {
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.create(t, "data/a")
+	p.src.writeFiles(t, p.src.ds("data"), "r", 4, 64<<10)
+	p.src.writeFiles(t, p.src.ds("data/a"), "a", 4, 64<<10)
+	first := p.snapshot(t)
+	rep := p.replicate(t)
+	if rep.FullSends() != 2 || rep.LatestConsistent != first || rep.Lag < 0 {
+		t.Fatalf("initial: %d full sends, latest consistent %q lag %v", rep.FullSends(), rep.LatestConsistent, rep.Lag)
+	}
+	for _, ds := range []string{p.dst.ds("data"), p.dst.ds("data/a")} {
+		for prop, want := range map[string]string{"readonly": "on", "canmount": "noauto", "mounted": "no"} {
+			if v, _ := p.dst.z.GetProperty(testCtx(t), ds, prop); v != want {
+				t.Errorf("%s %s=%s want %s", ds, prop, v, want)
+			}
+		}
+	}
+	p.src.writeFiles(t, p.src.ds("data/a"), "b", 2, 64<<10)
+	p.snapshot(t)
+	rep = p.replicate(t)
+	if rep.FullSends() != 0 || len(rep.Steps) != 2 {
+		t.Fatalf("second cycle: %d full sends, %d steps", rep.FullSends(), len(rep.Steps))
+	}
+	// A 100-snapshot backlog goes as one -I stream per dataset.
+	var last string
+	for i := 0; i < 100; i++ {
+		if i%10 == 0 {
+			p.src.writeFiles(t, p.src.ds("data"), "bl"+string(rune('a'+i/10)), 1, 8<<10)
+		}
+		last = p.snapshot(t)
+	}
+	rep = p.replicate(t)
+	if len(rep.Steps) != 2 || rep.FullSends() != 0 || !rep.Steps[0].Step.Send.Intermediates {
+		t.Fatalf("backlog: %d steps (%d full), want 2 coalesced -I streams", len(rep.Steps), rep.FullSends())
+	}
+	if rep.LatestConsistent != last {
+		t.Fatalf("latest consistent %s, want %s", rep.LatestConsistent, last)
+	}
+	if n := len(p.dst.shorts(t, p.dst.ds("data/a"))); n != 102 {
+		t.Fatalf("receiver has %d snapshots, want 102", n)
+	}
+	p.assertSame(t, "")
+	p.assertSame(t, "/a")
+	// Protection: exactly one cursor per dataset on the sender, and the
+	// receiver's newest snapshot held.
+	for _, rel := range []string{"data", "data/a"} {
+		var cursors []string
+		vs, _ := p.src.z.Versions(testCtx(t), p.src.ds(rel))
+		for _, v := range vs {
+			if v.Type == Bookmark {
+				cursors = append(cursors, v.Short())
+			}
+		}
+		if !reflect.DeepEqual(cursors, []string{CursorName("beta", last)}) {
+			t.Errorf("%s cursors %v", rel, cursors)
+		}
+		hs, err := p.dst.z.Holds(testCtx(t), p.dst.ds(rel)+"@"+last)
+		if err != nil || len(hs) != 1 || hs[0].Tag != HoldTag("alpha") {
+			t.Errorf("%s holds %v %v", rel, hs, err)
+		}
+	}
+	// Idle cycle: nothing to send.
+	if rep = p.replicate(t); len(rep.Steps) != 0 {
+		t.Fatalf("idle cycle sent %d steps", len(rep.Steps))
+	}
+}
+
+// cuttingReceiver cuts each stream at a random offset while cuts remain.
+type cuttingReceiver struct {
+	Receiver
+	cuts    int
+	offsets []int64
+}
+
+func (c *cuttingReceiver) Receive(ctx context.Context, req ReceiveRequest, r io.Reader) error {
+	if c.cuts == 0 {
+		return c.Receiver.Receive(ctx, req, r)
+	}
+	c.cuts--
+	n := 1 + mrand.Int64N(1<<20)
+	c.offsets = append(c.offsets, n)
+	err := c.Receiver.Receive(ctx, req, io.LimitReader(r, n))
+	io.Copy(io.Discard, r) // the sender finishes into the void, as over a dead link
+	return err
+}
+
+func TestPlatformEngineResumesAfter20RandomCuts(t *testing.T) {
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.writeFiles(t, p.src.ds("data"), "f", 32, 1<<20)
+	p.snapshot(t)
+	cr := &cuttingReceiver{Receiver: p.rcv, cuts: 20}
+	resumes := 0
+	for attempt := 0; attempt < 25; attempt++ {
+		rep, err := p.eng.Replicate(testCtx(t), p.root, cr)
+		for _, s := range rep.Steps {
+			if s.Step.Kind == StepResume {
+				resumes++
+			}
+		}
+		if err == nil {
+			break
+		}
+		var re *ResumableError
+		if !errors.As(err, &re) {
+			t.Fatalf("attempt %d: want a resumable error, got %v", attempt, err)
+		}
+	}
+	if cr.cuts != 0 || resumes < 20 {
+		t.Fatalf("cuts left %d, resumes %d (offsets %v)", cr.cuts, resumes, cr.offsets)
+	}
+	t.Logf("cut at %v", cr.offsets)
+	p.assertSame(t, "")
+	if tok, _ := p.dst.z.ResumeToken(testCtx(t), p.dst.ds("data")); tok != "" {
+		t.Fatal("token left after completion")
+	}
+	// After the resumes, protection was repaired: the received snapshot is held.
+	rep := p.replicate(t)
+	hs, _ := p.dst.z.Holds(testCtx(t), p.dst.ds("data")+"@"+rep.LatestConsistent)
+	if len(hs) != 1 {
+		t.Fatalf("received snapshot not held after resumes: %v", hs)
+	}
+}
+
+func TestPlatformEnginePruneNeverLosesBase(t *testing.T) {
+	p := newPair(t)
+	p.src.create(t, "data")
+	var names []string
+	for i := 0; i < 5; i++ {
+		p.src.writeFiles(t, p.src.ds("data"), "w"+string(rune('a'+i)), 1, 16<<10)
+		names = append(names, p.snapshot(t))
+	}
+	p.replicate(t)
+	for i := 0; i < 5; i++ {
+		p.src.writeFiles(t, p.src.ds("data"), "v"+string(rune('a'+i)), 1, 16<<10)
+		names = append(names, p.snapshot(t))
+	}
+	ctx := testCtx(t)
+	// Retention asks to destroy every snapshot on both sides.
+	vs, _ := p.src.z.Versions(ctx, p.root.Source)
+	var all []string
+	for _, n := range names {
+		all = append(all, p.root.Source+"@"+n)
+	}
+	res, err := Prune(ctx, p.src.z, SenderSide, vs, all, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Destroyed) != 4 || res.Refused[p.root.Source+"@"+names[4]] == "" {
+		t.Fatalf("sender prune destroyed %v, refused %v", res.Destroyed, res.Refused)
+	}
+	rvs, _ := p.dst.z.Versions(ctx, p.root.Target)
+	var rall []string
+	for _, n := range names[:5] {
+		rall = append(rall, p.root.Target+"@"+n)
+	}
+	if _, err := Prune(ctx, p.dst.z, ReceiverSide, rvs, rall, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.dst.shorts(t, p.root.Target); !reflect.DeepEqual(got, []string{"@" + names[4]}) {
+		t.Fatalf("receiver kept %v, want only the base", got)
+	}
+	// Even zfs destroy of the receiver's base is refused by the hold.
+	if err := p.dst.z.Destroy(ctx, p.root.Target+"@"+names[4], DestroyFlags{}); !errors.Is(err, ErrHeld) {
+		t.Fatalf("destroy of the held base: %v", err)
+	}
+	// An admin destroys the sender's base snapshot by hand: the cursor
+	// bookmark still carries replication incrementally.
+	if err := p.src.z.Destroy(ctx, p.root.Source+"@"+names[4], DestroyFlags{}); err != nil {
+		t.Fatal(err)
+	}
+	rep := p.replicate(t)
+	if rep.FullSends() != 0 || rep.LatestConsistent != names[9] {
+		t.Fatalf("after losing the sender's base: %d full sends, latest %s", rep.FullSends(), rep.LatestConsistent)
+	}
+	p.assertSame(t, "")
+}
+
+func TestPlatformEngineModifiedReceiverIsAConflict(t *testing.T) {
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.snapshot(t)
+	p.replicate(t)
+	target := p.root.Target
+	run(t, "zfs", "set", "readonly=off", target)
+	mp := p.mountTarget(t, target)
+	os.WriteFile(filepath.Join(mp, "written-on-passive"), []byte("keep me"), 0o644)
+	run(t, "sync")
+	before := p.dst.shorts(t, target)
+	p.src.writeFiles(t, p.src.ds("data"), "f", 1, 4096)
+	p.snapshot(t)
+	rep, err := p.eng.Replicate(testCtx(t), p.root, p.rcv)
+	if err != nil {
+		t.Fatalf("a conflict must be reported, not returned: %v", err)
+	}
+	if len(rep.Conflicts) != 1 || rep.Conflicts[0].Dataset != target || !strings.Contains(rep.Conflicts[0].Error(), "modified") {
+		t.Fatalf("conflicts: %v", rep.Conflicts)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "written-on-passive")); err != nil || string(b) != "keep me" {
+		t.Fatal("the receiver's own write was lost")
+	}
+	if got := p.dst.shorts(t, target); !reflect.DeepEqual(got, before) {
+		t.Fatalf("snapshots changed: %v -> %v", before, got)
+	}
+}
+
+func TestPlatformEngineRawEncryptedRoot(t *testing.T) {
+	p := newPair(t)
+	keyfile := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(keyfile, []byte("correct horse battery staple\n"), 0o600)
+	if err := p.src.z.Create(testCtx(t), p.root.Source, map[string]string{"encryption": "on", "keyformat": "passphrase", "keylocation": "file://" + keyfile}); err != nil {
+		t.Fatal(err)
+	}
+	p.src.create(t, "data/child")
+	p.src.writeFiles(t, p.src.ds("data/child"), "c", 2, 64<<10)
+	p.snapshot(t)
+	p.replicate(t)
+	p.src.writeFiles(t, p.src.ds("data/child"), "d", 2, 64<<10)
+	p.snapshot(t)
+	rep := p.replicate(t)
+	for _, s := range rep.Steps {
+		if !s.Step.Send.Raw {
+			t.Errorf("%s not raw", s.Step)
+		}
+	}
+	if ks, _ := p.dst.z.GetProperty(testCtx(t), p.root.Target, "keystatus"); ks != "unavailable" {
+		t.Fatalf("keystatus %q: the passive must not need the key", ks)
+	}
+	// Each raw-received dataset is its own encryption root on the receiver
+	// (no -R stream ties them), so each needs its key loaded.
+	run(t, "zfs", "load-key", "-L", "file://"+keyfile, p.root.Target)
+	run(t, "zfs", "load-key", "-L", "file://"+keyfile, p.root.Target+"/child")
+	p.assertSame(t, "/child")
+}
+
+func TestPlatformEngineChildrenCreatedAndDestroyed(t *testing.T) {
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.create(t, "data/old")
+	p.snapshot(t)
+	p.replicate(t)
+	p.src.create(t, "data/new")
+	p.src.writeFiles(t, p.src.ds("data/new"), "n", 2, 16<<10)
+	run(t, "zfs", "destroy", "-r", p.src.ds("data/old"))
+	p.snapshot(t)
+	rep := p.replicate(t)
+	if rep.FullSends() != 1 || rep.Steps[len(rep.Steps)-1].Step.Target != p.dst.ds("data/new") {
+		t.Fatalf("new child: %+v", rep.Steps)
+	}
+	if !reflect.DeepEqual(rep.OnlyOnReceiver, []string{p.dst.ds("data/old")}) {
+		t.Fatalf("destroyed child not reported: %v", rep.OnlyOnReceiver)
+	}
+	if _, err := p.dst.z.List(testCtx(t), p.dst.ds("data/old"), false); err != nil {
+		t.Fatalf("the receiver's copy of a destroyed child was removed: %v", err)
+	}
+	p.assertSame(t, "/new")
+	// A child created after the last snapshot waits for the next one.
+	p.src.create(t, "data/later")
+	if rep = p.replicate(t); !reflect.DeepEqual(rep.Waiting, []string{p.src.ds("data/later")}) {
+		t.Fatalf("waiting: %v", rep.Waiting)
+	}
+}
+
+func TestPlatformEngineUserPropertiesReplicated(t *testing.T) {
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.z.SetProperty(testCtx(t), p.root.Source, "com.example:owner", "alice")
+	p.src.z.SetProperty(testCtx(t), p.root.Source, "zrepl-ha:epoch", "9")
+	p.snapshot(t)
+	p.replicate(t)
+	p.src.z.SetProperty(testCtx(t), p.root.Source, "com.example:owner", "bob")
+	p.snapshot(t)
+	p.replicate(t)
+	if v, _ := p.dst.z.GetProperty(testCtx(t), p.root.Target, "com.example:owner"); v != "bob" {
+		t.Fatalf("user property on the receiver: %q", v)
+	}
+	if v, _ := p.dst.z.GetProperty(testCtx(t), p.root.Target, "zrepl-ha:epoch"); v != "-" {
+		t.Fatalf("the epoch is per node and must not replicate, got %q", v)
+	}
+}
+
+func TestPlatformEngineSplitsOversizedBacklog(t *testing.T) {
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.snapshot(t)
+	p.replicate(t)
+	for i := 0; i < 6; i++ {
+		p.src.writeFiles(t, p.src.ds("data"), "big"+string(rune('a'+i)), 1, 512<<10)
+		p.snapshot(t)
+	}
+	p.eng.MaxStreamBytes = 1 << 20
+	rep := p.replicate(t)
+	if len(rep.Steps) < 3 {
+		t.Fatalf("a 3 MiB backlog with a 1 MiB bound went in %d streams", len(rep.Steps))
+	}
+	for _, s := range rep.Steps {
+		if s.Bytes > 2<<20 {
+			t.Errorf("stream %s is %d bytes", s.Step, s.Bytes)
+		}
+	}
+	if n := len(p.dst.shorts(t, p.root.Target)); n != 7 {
+		t.Fatalf("receiver has %d snapshots, want 7", n)
+	}
+	p.assertSame(t, "")
+}
+
+func TestPlatformTakeSnapshotSequence(t *testing.T) {
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.create(t, "data/x")
+	a, b := p.snapshot(t), p.snapshot(t)
+	_, sa, _ := ParseSnapshotName(a)
+	_, sb, _ := ParseSnapshotName(b)
+	if sb != sa+1 {
+		t.Fatalf("sequence %d then %d", sa, sb)
+	}
+	// A clock that steps back does not make names sort out of order.
+	p.clock = p.clock.Add(-time.Hour)
+	c := p.snapshot(t)
+	if c <= b {
+		t.Fatalf("%s sorts before %s", c, b)
+	}
+	if got := p.src.shorts(t, p.src.ds("data/x")); len(got) != 3 {
+		t.Fatalf("child snapshots %v", got)
+	}
+}

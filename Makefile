@@ -33,7 +33,7 @@ test:
 	echo "== lab install (skipped when already done)"; \
 	bash fixtures/lab/install.sh || rc=1; \
 	echo "== platform tests: $(PLATFORM_PKGS) (real OpenZFS in a TCG VM)"; \
-	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -timeout 15m -- -test.run '^TestPlatform' || rc=1; \
+	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -timeout 15m -- -test.run '^TestPlatform' -test.parallel 4 || rc=1; \
 	echo "== lab tests (boot, panic and hang handling on the host)"; \
 	$(GO) test -tags platform -count=1 -json -run '^TestPlatformLab' ./fixtures/lab > $(OUT)/platform-lab.json || rc=1; \
 	left=ok; $(LAB) leftovers || left=fail; \
@@ -50,7 +50,7 @@ vet:
 
 platform-test: lab-install
 	@mkdir -p $(OUT)
-	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -timeout 15m -- -test.run '^TestPlatform'
+	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -timeout 15m -- -test.run '^TestPlatform' -test.parallel 4
 
 lab-install:
 	bash fixtures/lab/install.sh

@@ -69,6 +69,7 @@ func (p *pair) assertSame(t *testing.T, rel string) {
 }
 
 func TestPlatformEngineInitialIncrementalBacklog(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.create(t, "data")
 	p.src.create(t, "data/a")
@@ -156,6 +157,7 @@ func (c *cuttingReceiver) Receive(ctx context.Context, req ReceiveRequest, r io.
 }
 
 func TestPlatformEngineResumesAfter20RandomCuts(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.create(t, "data")
 	p.src.writeFiles(t, p.src.ds("data"), "f", 32, 1<<20)
@@ -194,6 +196,7 @@ func TestPlatformEngineResumesAfter20RandomCuts(t *testing.T) {
 }
 
 func TestPlatformEnginePruneNeverLosesBase(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.create(t, "data")
 	var names []string
@@ -248,6 +251,7 @@ func TestPlatformEnginePruneNeverLosesBase(t *testing.T) {
 }
 
 func TestPlatformEngineModifiedReceiverIsAConflict(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.create(t, "data")
 	p.snapshot(t)
@@ -276,6 +280,7 @@ func TestPlatformEngineModifiedReceiverIsAConflict(t *testing.T) {
 }
 
 func TestPlatformEngineRawEncryptedRoot(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	keyfile := filepath.Join(t.TempDir(), "key")
 	os.WriteFile(keyfile, []byte("correct horse battery staple\n"), 0o600)
@@ -305,6 +310,7 @@ func TestPlatformEngineRawEncryptedRoot(t *testing.T) {
 }
 
 func TestPlatformEngineChildrenCreatedAndDestroyed(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.create(t, "data")
 	p.src.create(t, "data/old")
@@ -333,6 +339,7 @@ func TestPlatformEngineChildrenCreatedAndDestroyed(t *testing.T) {
 }
 
 func TestPlatformEngineUserPropertiesReplicated(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.create(t, "data")
 	p.src.z.SetProperty(testCtx(t), p.root.Source, "com.example:owner", "alice")
@@ -351,6 +358,7 @@ func TestPlatformEngineUserPropertiesReplicated(t *testing.T) {
 }
 
 func TestPlatformEngineSplitsOversizedBacklog(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.create(t, "data")
 	p.snapshot(t)
@@ -376,6 +384,7 @@ func TestPlatformEngineSplitsOversizedBacklog(t *testing.T) {
 }
 
 func TestPlatformTakeSnapshotSequence(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.create(t, "data")
 	p.src.create(t, "data/x")

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -114,13 +115,28 @@ func (p *pool) writeFiles(t *testing.T, ds, prefix string, n, size int) {
 	run(t, "sync")
 }
 
-// checksums maps relative path to sha256 for every regular file below dir.
+// checksums maps relative path to sha256 for every regular file below dir,
+// staying on dir's filesystem (child datasets are compared on their own).
 func checksums(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	sums := map[string]string{}
+	var root syscall.Stat_t
+	if err := syscall.Stat(dir, &root); err != nil {
+		t.Fatal(err)
+	}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() {
+			var st syscall.Stat_t
+			if syscall.Stat(path, &st) == nil && st.Dev != root.Dev {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
 		}
 		f, err := os.Open(path)
 		if err != nil {

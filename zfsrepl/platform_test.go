@@ -16,6 +16,7 @@ import (
 )
 
 func TestPlatformCreateAndList(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	for _, rel := range []string{"data", "data/a", "data/a/x", "data/b"} {
 		p.create(t, rel)
@@ -41,6 +42,7 @@ func TestPlatformCreateAndList(t *testing.T) {
 }
 
 func TestPlatformListMissingIsTyped(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	_, err := p.z.List(testCtx(t), p.ds("nope"), true)
 	if !errors.Is(err, ErrDatasetNotFound) {
@@ -56,6 +58,7 @@ func TestPlatformListMissingIsTyped(t *testing.T) {
 }
 
 func TestPlatformCreateExistsIsTyped(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	p.create(t, "a")
 	if err := p.z.Create(testCtx(t), p.ds("a"), nil); !errors.Is(err, ErrExists) {
@@ -64,6 +67,7 @@ func TestPlatformCreateExistsIsTyped(t *testing.T) {
 }
 
 func TestPlatformRecursiveSnapshotIsOneCut(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	for _, rel := range []string{"r", "r/a", "r/b", "r/b/c"} {
 		p.create(t, rel)
@@ -85,6 +89,7 @@ func TestPlatformRecursiveSnapshotIsOneCut(t *testing.T) {
 }
 
 func TestPlatformSnapshotAtomicMultiName(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a, b := p.create(t, "a"), p.create(t, "b")
 	if err := p.z.SnapshotAtomic(testCtx(t), []string{a + "@m", b + "@m"}); err != nil {
@@ -98,6 +103,7 @@ func TestPlatformSnapshotAtomicMultiName(t *testing.T) {
 }
 
 func TestPlatformVersionsBookmarkSharesGUID(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	p.z.Snapshot(testCtx(t), a, "s1", false)
@@ -118,6 +124,7 @@ func TestPlatformVersionsBookmarkSharesGUID(t *testing.T) {
 }
 
 func TestPlatformRollback(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	p.z.Snapshot(testCtx(t), a, "s1", false)
@@ -138,6 +145,7 @@ func TestPlatformRollback(t *testing.T) {
 }
 
 func TestPlatformDestroy(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	p.create(t, "a/child")
@@ -163,6 +171,7 @@ func TestPlatformDestroy(t *testing.T) {
 }
 
 func TestPlatformProperties(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	ctx := testCtx(t)
@@ -187,6 +196,7 @@ func TestPlatformProperties(t *testing.T) {
 }
 
 func TestPlatformFullThenIncremental(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.writeFiles(t, a, "one", 4, 64<<10)
@@ -204,6 +214,7 @@ func TestPlatformFullThenIncremental(t *testing.T) {
 }
 
 func TestPlatformIntermediatesCoalesced(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.z.Snapshot(testCtx(t), a, "s0", false)
@@ -219,6 +230,7 @@ func TestPlatformIntermediatesCoalesced(t *testing.T) {
 }
 
 func TestPlatformIncrementalFromBookmarkAfterSnapshotDestroyed(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.writeFiles(t, a, "base", 2, 32<<10)
@@ -237,6 +249,7 @@ func TestPlatformIncrementalFromBookmarkAfterSnapshotDestroyed(t *testing.T) {
 }
 
 func TestPlatformSendSizeEstimate(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	p.writeFiles(t, a, "f", 8, 128<<10)
@@ -252,6 +265,7 @@ func TestPlatformSendSizeEstimate(t *testing.T) {
 }
 
 func TestPlatformResumeAfterCutAtRandomOffset(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.writeFiles(t, a, "f", 16, 128<<10)
@@ -277,6 +291,7 @@ func TestPlatformResumeAfterCutAtRandomOffset(t *testing.T) {
 }
 
 func TestPlatformResumeIncrementalAfterCut(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.z.Snapshot(testCtx(t), a, "s1", false)
@@ -295,6 +310,7 @@ func TestPlatformResumeIncrementalAfterCut(t *testing.T) {
 }
 
 func TestPlatformAbortResumable(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.writeFiles(t, a, "f", 4, 128<<10)
@@ -315,6 +331,7 @@ func TestPlatformAbortResumable(t *testing.T) {
 }
 
 func TestPlatformRecvCancelledContextIsResumable(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.writeFiles(t, a, "f", 8, 128<<10)
@@ -335,6 +352,7 @@ func TestPlatformRecvCancelledContextIsResumable(t *testing.T) {
 }
 
 func TestPlatformHoldBlocksDestroy(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	p.z.Snapshot(testCtx(t), a, "s1", false)
@@ -362,6 +380,7 @@ func TestPlatformHoldBlocksDestroy(t *testing.T) {
 }
 
 func TestPlatformRawSendOfEncryptedDataset(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	keyfile := filepath.Join(t.TempDir(), "key")
 	os.WriteFile(keyfile, []byte("correct horse battery staple\n"), 0o600)
@@ -388,6 +407,7 @@ func TestPlatformRawSendOfEncryptedDataset(t *testing.T) {
 }
 
 func TestPlatformRecvIntoModifiedDestination(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.z.Snapshot(testCtx(t), a, "s1", false)
@@ -409,6 +429,7 @@ func TestPlatformRecvIntoModifiedDestination(t *testing.T) {
 }
 
 func TestPlatformDivergedDestinationNeedsExplicitForce(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.z.Snapshot(testCtx(t), a, "s1", false)
@@ -434,6 +455,7 @@ func TestPlatformDivergedDestinationNeedsExplicitForce(t *testing.T) {
 }
 
 func TestPlatformCompressedAndLargeBlockSend(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.ds("c")
 	if err := src.z.Create(testCtx(t), a, map[string]string{"compression": "lz4", "recordsize": "1M"}); err != nil {
@@ -451,6 +473,7 @@ func TestPlatformCompressedAndLargeBlockSend(t *testing.T) {
 }
 
 func TestPlatformRecvSetAndExcludeProperties(t *testing.T) {
+	t.Parallel()
 	src, dst := newPool(t), newPool(t)
 	a := src.create(t, "a")
 	src.z.SetProperty(testCtx(t), a, "zrepl-ha:note", "hello")
@@ -468,6 +491,7 @@ func TestPlatformRecvSetAndExcludeProperties(t *testing.T) {
 }
 
 func TestPlatformCloneAndPromote(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	p.writeFiles(t, a, "f", 1, 4096)
@@ -491,6 +515,7 @@ func TestPlatformCloneAndPromote(t *testing.T) {
 }
 
 func TestPlatformHoldsOnMissingSnapshot(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	_, err := p.z.Holds(testCtx(t), a+"@nope")
@@ -545,6 +570,7 @@ func TestPlatformBadNamesNeverReachExec(t *testing.T) {
 }
 
 func TestPlatformDestroyBusyIsTyped(t *testing.T) {
+	t.Parallel()
 	p := newPool(t)
 	a := p.create(t, "a")
 	p.writeFiles(t, a, "f", 1, 4096)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -41,6 +42,60 @@ type Engine struct {
 	// OnProgress, if set, is called as bytes move (at most every 64 KiB and
 	// at the end of each step). It must be quick.
 	OnProgress func(Progress)
+
+	mu     sync.Mutex
+	status map[Root]RootStatus
+}
+
+// RootStatus is the last cycle's outcome for one root, for status and
+// metrics; read it with Engine.Status while cycles run.
+type RootStatus struct {
+	Root             Root
+	LatestSnapshot   string
+	LatestConsistent string
+	Lag              time.Duration // -1 until something is received
+	LastCycle        time.Time
+	LastError        string
+	Conflicts        int
+	BytesSent        int64 // total since the engine started
+}
+
+// Status returns every root's status, sorted by source.
+func (e *Engine) Status() []RootStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]RootStatus, 0, len(e.status))
+	for _, s := range e.status {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Root.Source < out[j].Root.Source })
+	return out
+}
+
+func (e *Engine) record(rep *Report, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.status == nil {
+		e.status = map[Root]RootStatus{}
+	}
+	st := e.status[rep.Root]
+	st.Root, st.LastCycle, st.Conflicts = rep.Root, e.now(), len(rep.Conflicts)
+	st.BytesSent += rep.BytesSent
+	if rep.LatestSnapshot != "" {
+		st.LatestSnapshot = rep.LatestSnapshot
+	}
+	if rep.LatestConsistent != "" {
+		st.LatestConsistent, st.Lag = rep.LatestConsistent, rep.Lag
+	} else if st.LatestConsistent == "" {
+		st.Lag = -1
+	} else if t, _, ok := ParseSnapshotName(st.LatestConsistent); ok {
+		st.Lag = e.now().Sub(t) // a failed cycle: the lag keeps growing
+	}
+	st.LastError = ""
+	if err != nil {
+		st.LastError = err.Error()
+	}
+	e.status[rep.Root] = st
 }
 
 // StepResult is one executed step.
@@ -103,8 +158,9 @@ const maxPasses = 4
 // it: a *ResumableError when a stream was cut (the next call resumes it),
 // or a transport or zfs error. Conflicts are reported, not returned, so one
 // diverged dataset does not stop the others.
-func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (*Report, error) {
-	rep := &Report{Root: root, Lag: -1}
+func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *Report, err error) {
+	rep = &Report{Root: root, Lag: -1}
+	defer func() { e.record(rep, err) }()
 	if err := ValidateDataset(root.Source); err != nil {
 		return rep, err
 	}

@@ -135,6 +135,10 @@ func TestPlatformEngineInitialIncrementalBacklog(t *testing.T) {
 	if rep = p.replicate(t); len(rep.Steps) != 0 {
 		t.Fatalf("idle cycle sent %d steps", len(rep.Steps))
 	}
+	st := p.eng.Status()
+	if len(st) != 1 || st[0].LatestConsistent != last || st[0].Lag < 0 || st[0].BytesSent == 0 || st[0].LastError != "" {
+		t.Fatalf("status: %+v", st)
+	}
 }
 
 // cuttingReceiver cuts each stream at a random offset while cuts remain.

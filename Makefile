@@ -14,7 +14,7 @@ space := $(empty) $(empty)
 PLATFORM_LIST := $(subst $(space),$(comma),$(addprefix ./,$(PLATFORM_PKGS)))
 PLATFORM_JSON := $(foreach p,$(PLATFORM_PKGS),-noskip $(OUT)/platform-$(subst /,-,$(p)).json)
 
-.PHONY: all build test unit vet platform-test lab-install lab-shell clean fuzz
+.PHONY: all build test unit vet platform-test lab-install lab-shell clean fuzz bench
 
 all: build
 
@@ -66,3 +66,9 @@ fuzz:
 
 clean:
 	rm -rf bin $(OUT)
+
+# Benchmarks against real ZFS in the lab VM, each reported as a ratio against
+# a baseline measured in the same run (see docs/benchmarks.md).
+bench: lab-install
+	@mkdir -p $(OUT)
+	$(LAB) gotest -pkgs ./zfsrepl -jsondir $(OUT) -mem 6144 -timeout 40m -- -test.run '^$$' -test.bench 'BenchmarkPlatform' -test.benchtime 1x

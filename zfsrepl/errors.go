@@ -86,7 +86,7 @@ func classify(stderr string) error {
 		return ErrHeld
 	case strings.Contains(s, "is busy"), strings.Contains(s, "dataset is busy"):
 		return ErrBusy
-	case strings.Contains(s, "already exists"):
+	case strings.Contains(s, "already exists"), strings.Contains(s, "bookmark exists"):
 		return ErrExists
 	case strings.Contains(s, "is not an earlier snapshot"), strings.Contains(s, "most recent snapshot") && strings.Contains(s, "does not match incremental source"):
 		return ErrNoCommonBase

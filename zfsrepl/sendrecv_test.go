@@ -99,6 +99,7 @@ func TestClassify(t *testing.T) {
 		"cannot destroy snapshot p/a@s: dataset is busy":                                                   ErrBusy,
 		"cannot destroy snapshot p/a@s: it's being held. Run 'zfs holds -r p/a@s' to see holders.":         ErrHeld,
 		"cannot create 'p/a': dataset already exists":                                                      ErrExists,
+		"cannot create bookmark 'p/a#b': bookmark exists":                                                  ErrExists,
 		"something else": nil,
 	}
 	for msg, want := range cases {

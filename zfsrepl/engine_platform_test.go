@@ -408,3 +408,19 @@ func TestPlatformTakeSnapshotSequence(t *testing.T) {
 		t.Fatalf("child snapshots %v", got)
 	}
 }
+
+// A fresh target for the same peer (the passive's pool was rebuilt) gets a
+// full send even though the sender's cursor for that snapshot exists.
+func TestPlatformEngineFreshTargetSamePeer(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.writeFiles(t, p.src.ds("data"), "f", 2, 16<<10)
+	p.snapshot(t)
+	p.replicate(t)
+	p.root.Target = p.dst.ds("rebuilt")
+	rep := p.replicate(t)
+	if rep.FullSends() != 1 || rep.LatestConsistent == "" {
+		t.Fatalf("fresh target: %d full sends, latest %q", rep.FullSends(), rep.LatestConsistent)
+	}
+}

@@ -40,8 +40,11 @@ type Engine struct {
 	Now            func() time.Time
 	Log            *slog.Logger
 	// OnProgress, if set, is called as bytes move (at most every 64 KiB and
-	// at the end of each step). It must be quick.
+	// at the end of each step), from several goroutines when datasets
+	// replicate side by side. It must be quick and safe for concurrent use.
 	OnProgress func(Progress)
+	// Parallel is how many datasets of a root replicate at once (default 4).
+	Parallel int
 
 	mu     sync.Mutex
 	status map[Root]RootStatus
@@ -180,26 +183,16 @@ func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *R
 		plan := PlanRoot(root.Source, stree, root.Target, rtree, e.Plan)
 		rep.Conflicts, rep.OnlyOnReceiver, rep.Waiting = plan.Conflicts, plan.OnlyOnReceiver, plan.Waiting
 		resumeOnly := plan.HasResume()
-		failed := map[string]bool{}
+		var steps []Step
 		stepped := map[string]bool{}
 		for _, st := range plan.Steps {
 			if resumeOnly && st.Kind != StepResume {
 				continue
 			}
 			stepped[st.Source] = true
-			if failed[st.Source] || parentFailed(failed, st.Source) {
-				continue
-			}
-			err := e.runStep(ctx, st, stree, rtree, rcv, rep)
-			if err == nil {
-				continue
-			}
-			var ce *ConflictError
-			if errors.As(err, &ce) {
-				rep.Conflicts = append(rep.Conflicts, ce)
-				failed[st.Source] = true
-				continue
-			}
+			steps = append(steps, st)
+		}
+		if err := e.runSteps(ctx, steps, stree, rtree, rcv, rep); err != nil {
 			return rep, err
 		}
 		if resumeOnly {
@@ -262,6 +255,78 @@ func (e *Engine) repairProtection(ctx context.Context, root Root, stree, rtree [
 	return nil
 }
 
+// runSteps runs the steps of different datasets concurrently (up to
+// Parallel at once) and each dataset's steps in order. Parents go before
+// children: a child's full receive needs its parent. Running datasets
+// side by side also lets their confirmations (hold, bookmark: each a ZFS
+// sync task) share transaction groups instead of waiting for one each.
+func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []TreeDataset, rcv Receiver, rep *Report) error {
+	bySource := map[string][]Step{}
+	var order []string
+	for _, st := range steps {
+		if _, ok := bySource[st.Source]; !ok {
+			order = append(order, st.Source)
+		}
+		bySource[st.Source] = append(bySource[st.Source], st)
+	}
+	depth := func(ds string) int { return strings.Count(ds, "/") }
+	sort.SliceStable(order, func(i, j int) bool { return depth(order[i]) < depth(order[j]) })
+	par := e.Parallel
+	if par <= 0 {
+		par = 4
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	failed := map[string]bool{}
+	var firstErr error
+	for i := 0; i < len(order); {
+		// One wave: every dataset at the same depth.
+		j := i
+		for j < len(order) && depth(order[j]) == depth(order[i]) {
+			j++
+		}
+		sem := make(chan struct{}, par)
+		var wg sync.WaitGroup
+		for _, ds := range order[i:j] {
+			mu.Lock()
+			skip := parentFailed(failed, ds) || firstErr != nil
+			mu.Unlock()
+			if skip {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(ds string) {
+				defer func() { <-sem; wg.Done() }()
+				for _, st := range bySource[ds] {
+					err := e.runStep(ctx, st, stree, rtree, rcv, rep, &mu)
+					if err == nil {
+						continue
+					}
+					mu.Lock()
+					var ce *ConflictError
+					if errors.As(err, &ce) {
+						rep.Conflicts = append(rep.Conflicts, ce)
+					} else if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					failed[ds] = true
+					mu.Unlock()
+					return
+				}
+			}(ds)
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return firstErr
+		}
+		i = j
+	}
+	return nil
+}
+
 func parentFailed(failed map[string]bool, ds string) bool {
 	for f := range failed {
 		if strings.HasPrefix(ds, f+"/") {
@@ -272,7 +337,7 @@ func parentFailed(failed map[string]bool, ds string) bool {
 }
 
 // runStep splits an oversized backlog, then sends each part.
-func (e *Engine) runStep(ctx context.Context, st Step, stree, rtree []TreeDataset, rcv Receiver, rep *Report) error {
+func (e *Engine) runStep(ctx context.Context, st Step, stree, rtree []TreeDataset, rcv Receiver, rep *Report, mu *sync.Mutex) error {
 	parts := []Step{st}
 	if st.Kind == StepIncremental && st.Send.Intermediates && e.MaxStreamBytes > 0 {
 		var err error
@@ -281,7 +346,7 @@ func (e *Engine) runStep(ctx context.Context, st Step, stree, rtree []TreeDatase
 		}
 	}
 	for _, p := range parts {
-		if err := e.transfer(ctx, p, rcv, rep); err != nil {
+		if err := e.transfer(ctx, p, rcv, rep, mu); err != nil {
 			return err
 		}
 		if p.Kind == StepResume {
@@ -338,7 +403,7 @@ func (e *Engine) split(ctx context.Context, st Step, versions []Version) ([]Step
 }
 
 // transfer runs zfs send into the receiver through a pipe.
-func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Report) error {
+func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Report, mu *sync.Mutex) error {
 	start := time.Now()
 	var total int64
 	if e.OnProgress != nil {
@@ -362,7 +427,6 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 	serr := <-sendErr
 	n := cw.n.Load()
 	res := StepResult{Step: st, Bytes: n, Duration: time.Since(start)}
-	rep.BytesSent += n
 	if e.OnProgress != nil {
 		e.OnProgress(Progress{Step: st, Bytes: n, Total: total, Done: true})
 	}
@@ -378,7 +442,10 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 	case serr != nil:
 		res.Err = fmt.Errorf("sending %s: %w", st, serr)
 	}
+	mu.Lock()
 	rep.Steps = append(rep.Steps, res)
+	rep.BytesSent += n
+	mu.Unlock()
 	e.log().Info("replication step", "step", st.String(), "bytes", n, "duration", res.Duration.Round(time.Millisecond), "err", res.Err)
 	return res.Err
 }

@@ -32,7 +32,7 @@ type Version struct {
 	Type      DatasetType
 	GUID      uint64
 	CreateTXG uint64
-	Creation  int64 // unix seconds
+	Creation  int64  // unix seconds
 	UserRefs  uint64 // number of user holds (snapshots only)
 }
 

@@ -3,9 +3,19 @@ module github.com/zrepl-ha/zrepl-ha
 go 1.26.8
 
 require (
+	github.com/klauspost/compress v1.20.4
 	github.com/mistifyio/go-zfs/v3 v3.1.0
+	github.com/pierrec/lz4/v4 v4.1.33
+	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/urfave/cli/v3 v3.14.0
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/term v0.44.0
+	golang.org/x/time v0.16.0
 )
 
-require github.com/google/uuid v1.2.0 // indirect
+require (
+	github.com/google/uuid v1.2.0 // indirect
+	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
+	github.com/rivo/uniseg v0.4.7 // indirect
+	golang.org/x/sys v0.46.0 // indirect
+)

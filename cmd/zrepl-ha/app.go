@@ -38,6 +38,7 @@ func newApp() *cli.Command {
 			newVersionCommand(),
 			newConfigCommand(),
 			newZFSCommand(),
+			newReplicateCommand(),
 		},
 		// main prints errors and picks the exit code; without this handler
 		// cli would print some errors itself and call os.Exit.

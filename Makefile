@@ -63,6 +63,8 @@ lab-shell: lab-install
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzValidateSnapshot -fuzztime 20s ./zfsrepl
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./internal/config
+	for f in FuzzDecoder FuzzHello FuzzHeartbeat FuzzEnd FuzzChunkReader; do \
+	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s ./transport || exit 1; done
 
 clean:
 	rm -rf bin $(OUT)

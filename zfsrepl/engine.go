@@ -220,6 +220,7 @@ func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *R
 // normally finds nothing to do; it repairs what a crash between a receive
 // and its confirmation, or a resumed receive, left unprotected.
 func (e *Engine) repairProtection(ctx context.Context, root Root, stree, rtree []TreeDataset, rcv Receiver, skip map[string]bool) error {
+	var todo []Step
 	for _, s := range stree {
 		if skip[s.Name] {
 			continue
@@ -247,12 +248,9 @@ func (e *Engine) repairProtection(ctx context.Context, root Root, stree, rtree [
 		if !snap || rnewest.UserRefs > 0 && cursor {
 			continue
 		}
-		st := Step{Source: s.Name, Target: target, To: rnewest.Short()}
-		if err := e.confirm(ctx, st, stree, rtree, rcv); err != nil {
-			return err
-		}
+		todo = append(todo, Step{Source: s.Name, Target: target, To: rnewest.Short()})
 	}
-	return nil
+	return e.confirmBatch(ctx, todo, stree, rtree, rcv)
 }
 
 // runSteps runs the steps of different datasets concurrently (up to
@@ -279,7 +277,9 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 	defer cancel()
 	var mu sync.Mutex
 	failed := map[string]bool{}
+	done := map[string]Step{}
 	var firstErr error
+
 	for i := 0; i < len(order); {
 		// One wave: every dataset at the same depth.
 		j := i
@@ -300,7 +300,7 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 			go func(ds string) {
 				defer func() { <-sem; wg.Done() }()
 				for _, st := range bySource[ds] {
-					err := e.runStep(ctx, st, stree, rtree, rcv, rep, &mu)
+					err := e.runStep(ctx, st, stree, rcv, rep, &mu, done)
 					if err == nil {
 						continue
 					}
@@ -320,11 +320,19 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 		}
 		wg.Wait()
 		if firstErr != nil {
-			return firstErr
+			break
 		}
 		i = j
 	}
-	return nil
+	// Whatever arrived is protected, even when the cycle stopped on an error.
+	var list []Step
+	for _, st := range done {
+		list = append(list, st)
+	}
+	if err := e.confirmBatch(context.WithoutCancel(ctx), list, stree, rtree, rcv); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return firstErr
 }
 
 func parentFailed(failed map[string]bool, ds string) bool {
@@ -336,8 +344,9 @@ func parentFailed(failed map[string]bool, ds string) bool {
 	return false
 }
 
-// runStep splits an oversized backlog, then sends each part.
-func (e *Engine) runStep(ctx context.Context, st Step, stree, rtree []TreeDataset, rcv Receiver, rep *Report, mu *sync.Mutex) error {
+// runStep splits an oversized backlog, then sends each part. Each part that
+// arrives is recorded in done (under mu) for the batched confirmation.
+func (e *Engine) runStep(ctx context.Context, st Step, stree []TreeDataset, rcv Receiver, rep *Report, mu *sync.Mutex, done map[string]Step) error {
 	parts := []Step{st}
 	if st.Kind == StepIncremental && st.Send.Intermediates && e.MaxStreamBytes > 0 {
 		var err error
@@ -349,11 +358,10 @@ func (e *Engine) runStep(ctx context.Context, st Step, stree, rtree []TreeDatase
 		if err := e.transfer(ctx, p, rcv, rep, mu); err != nil {
 			return err
 		}
-		if p.Kind == StepResume {
-			continue // the next pass plans from what the resume completed
-		}
-		if err := e.confirm(ctx, p, stree, rtree, rcv); err != nil {
-			return err
+		if p.Kind != StepResume { // a resume's snapshot is confirmed by the repair pass
+			mu.Lock()
+			done[p.Source] = p
+			mu.Unlock()
 		}
 	}
 	return nil
@@ -450,32 +458,52 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 	return res.Err
 }
 
-// confirm protects the new common base on both sides: the receiver holds
-// it, the sender moves its cursor bookmark to it. Both happen only after
-// the receive succeeded, and the old protection is removed only after the
-// new one exists.
-func (e *Engine) confirm(ctx context.Context, st Step, stree, rtree []TreeDataset, rcv Receiver) error {
-	var release []string
-	for _, v := range versionsOf(rtree, st.Target) {
-		if v.Type == Snapshot && v.UserRefs > 0 {
-			release = append(release, v.Name)
-		}
+// confirmBatch protects each dataset's new common base on both sides: the
+// receiver holds the new snapshots (one zfs hold for all of them) and
+// releases the old holds, the sender moves each dataset's cursor bookmark.
+// The old protection is removed only after the new one exists. The sender's
+// bookmark commands run side by side: each is a ZFS sync task, and
+// concurrent ones complete in the same transaction group.
+func (e *Engine) confirmBatch(ctx context.Context, done []Step, stree, rtree []TreeDataset, rcv Receiver) error {
+	if len(done) == 0 {
+		return nil
 	}
-	if err := rcv.Confirm(ctx, st.Target+"@"+st.To, release); err != nil {
-		return fmt.Errorf("holding %s@%s on the receiver: %w", st.Target, st.To, err)
-	}
-	cursor := st.Source + "#" + CursorName(e.Peer, st.To)
-	if err := e.ZFS.Bookmark(ctx, st.Source+"@"+st.To, cursor); err != nil && !errors.Is(err, ErrExists) {
-		return fmt.Errorf("moving the replication cursor: %w", err)
-	}
-	for _, v := range versionsOf(stree, st.Source) {
-		if v.Type == Bookmark && strings.HasPrefix(v.Short(), cursorPrefix(e.Peer)) && v.Name != cursor {
-			if err := e.ZFS.Destroy(ctx, v.Name, DestroyFlags{}); err != nil && !errors.Is(err, ErrDatasetNotFound) {
-				return fmt.Errorf("removing the old replication cursor: %w", err)
+	sort.Slice(done, func(i, j int) bool { return done[i].Source < done[j].Source })
+	var hold, release []string
+	for _, st := range done {
+		hold = append(hold, st.Target+"@"+st.To)
+		for _, v := range versionsOf(rtree, st.Target) {
+			if v.Type == Snapshot && v.UserRefs > 0 && v.Short() != st.To {
+				release = append(release, v.Name)
 			}
 		}
 	}
-	return nil
+	if err := rcv.Confirm(ctx, hold, release); err != nil {
+		return fmt.Errorf("holding the received snapshots on the receiver: %w", err)
+	}
+	errs := make([]error, len(done))
+	var wg sync.WaitGroup
+	for i, st := range done {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cursor := st.Source + "#" + CursorName(e.Peer, st.To)
+			if err := e.ZFS.Bookmark(ctx, st.Source+"@"+st.To, cursor); err != nil && !errors.Is(err, ErrExists) {
+				errs[i] = fmt.Errorf("moving the replication cursor: %w", err)
+				return
+			}
+			for _, v := range versionsOf(stree, st.Source) {
+				if v.Type == Bookmark && strings.HasPrefix(v.Short(), cursorPrefix(e.Peer)) && v.Name != cursor {
+					if err := e.ZFS.Destroy(ctx, v.Name, DestroyFlags{}); err != nil && !errors.Is(err, ErrDatasetNotFound) {
+						errs[i] = fmt.Errorf("removing the old replication cursor: %w", err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func versionsOf(tree []TreeDataset, ds string) []Version {

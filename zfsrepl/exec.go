@@ -125,36 +125,52 @@ func (z *Exec) Versions(ctx context.Context, dataset string) ([]Version, error) 
 
 const versionColumns = "name,type,guid,createtxg,creation,userrefs"
 
-// Tree lists the datasets, then all their versions, in two commands.
+// Tree lists the datasets and all their versions in one command: under a
+// 1 s cadence every zfs invocation counts.
 func (z *Exec) Tree(ctx context.Context, root string) ([]TreeDataset, error) {
 	if err := ValidateDataset(root); err != nil {
 		return nil, err
 	}
-	out, err := z.zfs(ctx, nil, "list", "-H", "-p", "-r", "-t", "filesystem,volume",
-		"-o", "name,type,encryption,receive_resume_token", root)
+	out, err := z.zfs(ctx, nil, "list", "-H", "-p", "-r", "-t", "filesystem,volume,snapshot,bookmark",
+		"-o", versionColumns+",encryption,receive_resume_token", "-s", "createtxg", root)
 	if err != nil {
 		return nil, err
 	}
+	return parseTree(out)
+}
+
+func parseTree(out []byte) ([]TreeDataset, error) {
 	var tree []TreeDataset
 	idx := map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) != 4 {
-			return nil, fmt.Errorf("zfs list: unexpected line %q", line)
+	var versions [][]string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) != 8 {
+			return nil, fmt.Errorf("zfs list: unexpected line %q", sc.Text())
 		}
-		td := TreeDataset{Name: f[0], Type: DatasetType(f[1]), Encrypted: f[2] != "off" && f[2] != "-"}
-		if f[3] != "-" {
-			td.ResumeToken = f[3]
+		switch DatasetType(f[1]) {
+		case Filesystem, Volume:
+			td := TreeDataset{Name: f[0], Type: DatasetType(f[1]), Encrypted: f[6] != "off" && f[6] != "-"}
+			if f[7] != "-" {
+				td.ResumeToken = f[7]
+			}
+			idx[td.Name] = len(tree)
+			tree = append(tree, td)
+		default:
+			versions = append(versions, f[:6])
 		}
-		idx[td.Name] = len(tree)
-		tree = append(tree, td)
 	}
-	out, err = z.zfs(ctx, nil, "list", "-H", "-p", "-r", "-t", "snapshot,bookmark",
-		"-o", versionColumns, "-s", "createtxg", root)
-	if err != nil {
+	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	vs, err := parseVersions(out)
+	var b strings.Builder
+	for _, f := range versions {
+		b.WriteString(strings.Join(f, "\t"))
+		b.WriteByte('\n')
+	}
+	vs, err := parseVersions([]byte(b.String()))
 	if err != nil {
 		return nil, err
 	}

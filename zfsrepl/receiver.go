@@ -19,10 +19,11 @@ type Receiver interface {
 	Tree(ctx context.Context, root string) ([]TreeDataset, error)
 	// Receive consumes one send stream into req.Dataset.
 	Receive(ctx context.Context, req ReceiveRequest, stream io.Reader) error
-	// Confirm records that snapshot (dataset@short) is fully received: it
-	// holds it so nothing can destroy the newest common base, and releases
-	// the hold from the previously held snapshots listed in release.
-	Confirm(ctx context.Context, snapshot string, release []string) error
+	// Confirm records that snapshots (dataset@short, one per dataset) are
+	// fully received: it holds them so nothing can destroy the newest common
+	// base, then releases the hold from the previously held snapshots listed
+	// in release (those without our hold are skipped).
+	Confirm(ctx context.Context, snapshots, release []string) error
 }
 
 // ReceiveRequest describes one stream to the receiver.
@@ -71,17 +72,37 @@ func (l *LocalReceiver) Receive(ctx context.Context, req ReceiveRequest, stream 
 	return l.ZFS.Recv(ctx, req.Dataset, ReceivePolicy(req.Kind), stream)
 }
 
-// Confirm implements Receiver.
-func (l *LocalReceiver) Confirm(ctx context.Context, snapshot string, release []string) error {
+// Confirm implements Receiver: one zfs hold for all snapshots and one zfs
+// release for all old ones, falling back to one at a time when a batch
+// fails (a snapshot already held by us, or an old one held by someone else).
+func (l *LocalReceiver) Confirm(ctx context.Context, snapshots, release []string) error {
 	tag := HoldTag(l.Sender)
-	if err := l.ZFS.Hold(ctx, tag, snapshot); err != nil && !errors.Is(err, ErrExists) {
-		return err
-	}
-	for _, s := range release {
-		if s == snapshot {
-			continue
+	if len(snapshots) > 0 {
+		if err := l.ZFS.Hold(ctx, tag, snapshots...); err != nil {
+			for _, s := range snapshots {
+				if err := l.ZFS.Hold(ctx, tag, s); err != nil && !errors.Is(err, ErrExists) {
+					return err
+				}
+			}
 		}
-		// Not ours, or already released: nothing to do.
+	}
+	held := map[string]bool{}
+	for _, s := range snapshots {
+		held[s] = true
+	}
+	var rel []string
+	for _, s := range release {
+		if !held[s] {
+			rel = append(rel, s)
+		}
+	}
+	if len(rel) == 0 {
+		return nil
+	}
+	if err := l.ZFS.Release(ctx, tag, rel...); err == nil {
+		return nil
+	}
+	for _, s := range rel {
 		if err := l.ZFS.Release(ctx, tag, s); err != nil && !isNoSuchTag(err) {
 			return err
 		}

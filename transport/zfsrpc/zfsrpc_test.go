@@ -1,0 +1,117 @@
+package zfsrpc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/transport"
+	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
+)
+
+type fakeReceiver struct {
+	tree      []zfsrepl.TreeDataset
+	got       []byte
+	confirmed []string
+	recvErr   error
+}
+
+func (f *fakeReceiver) Tree(ctx context.Context, root string) ([]zfsrepl.TreeDataset, error) {
+	return f.tree, nil
+}
+func (f *fakeReceiver) Receive(ctx context.Context, req zfsrepl.ReceiveRequest, r io.Reader) error {
+	f.got, _ = io.ReadAll(r)
+	return f.recvErr
+}
+func (f *fakeReceiver) Confirm(ctx context.Context, snaps, release []string) error {
+	f.confirmed = append(f.confirmed, snaps...)
+	return nil
+}
+
+func setup(t *testing.T, f *fakeReceiver) *Client {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sec := transport.Security{Plaintext: true}
+	ln, err := transport.Listen("127.0.0.1:0", "beta", "alpha", sec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ServeListener(ctx, ln, &Server{Receiver: f, Roots: []string{"backup/data"}}, 5*time.Second, nil)
+	return &Client{Addr: ln.Addr().String(), Local: "alpha", Peer: "beta", Sec: sec, Stream: transport.StreamOptions{Mode: transport.ModeZstd, Level: 3}}
+}
+
+func TestTreeConfirmReceive(t *testing.T) {
+	f := &fakeReceiver{tree: []zfsrepl.TreeDataset{{Name: "backup/data", Versions: []zfsrepl.Version{{Name: "backup/data@s1", Type: zfsrepl.Snapshot, GUID: 7}}}}}
+	c := setup(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tree, err := c.Tree(ctx, "backup/data")
+	if err != nil || len(tree) != 1 || tree[0].Versions[0].GUID != 7 {
+		t.Fatalf("%+v %v", tree, err)
+	}
+	if err := c.Confirm(ctx, []string{"backup/data@s1"}, nil); err != nil || len(f.confirmed) != 1 {
+		t.Fatal(err, f.confirmed)
+	}
+	data := bytes.Repeat([]byte("zfs stream "), 300000)
+	if err := c.Receive(ctx, zfsrepl.ReceiveRequest{Dataset: "backup/data/a", Kind: zfsrepl.StepFull, To: "s1"}, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(f.got, data) {
+		t.Fatalf("received %d bytes", len(f.got))
+	}
+}
+
+func TestOutsideRootsRefused(t *testing.T) {
+	f := &fakeReceiver{}
+	c := setup(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, call := range []func() error{
+		func() error { _, err := c.Tree(ctx, "rpool/ROOT"); return err },
+		func() error { return c.Confirm(ctx, []string{"backup/data-evil@s"}, nil) },
+		func() error {
+			return c.Receive(ctx, zfsrepl.ReceiveRequest{Dataset: "rpool/ROOT", Kind: zfsrepl.StepFull}, strings.NewReader("x"))
+		},
+		func() error { _, err := c.Tree(ctx, "-F"); return err },
+	} {
+		if err := call(); err == nil || !strings.Contains(err.Error(), "on the peer") {
+			t.Errorf("want a refusal from the peer, got %v", err)
+		}
+	}
+	if f.got != nil {
+		t.Fatal("a refused stream reached the receiver")
+	}
+}
+
+func TestRemoteErrorsAreTyped(t *testing.T) {
+	cases := []struct {
+		err   error
+		check func(error) bool
+	}{
+		{&zfsrepl.ResumableError{Dataset: "backup/data", Token: "1-tok"}, func(err error) bool {
+			var re *zfsrepl.ResumableError
+			return errors.As(err, &re) && re.Token == "1-tok" && re.Dataset == "backup/data"
+		}},
+		{&zfsrepl.Error{Cmd: "zfs receive", Stderr: "modified", Kind: zfsrepl.ErrDestinationModified}, func(err error) bool {
+			return errors.Is(err, zfsrepl.ErrDestinationModified)
+		}},
+		{&zfsrepl.Error{Cmd: "zfs receive", Stderr: "no match", Kind: zfsrepl.ErrNoCommonBase}, func(err error) bool {
+			return errors.Is(err, zfsrepl.ErrNoCommonBase)
+		}},
+	}
+	for _, tc := range cases {
+		f := &fakeReceiver{recvErr: tc.err}
+		c := setup(t, f)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := c.Receive(ctx, zfsrepl.ReceiveRequest{Dataset: "backup/data", Kind: zfsrepl.StepIncremental, To: "s2"}, strings.NewReader("stream"))
+		cancel()
+		if !tc.check(err) {
+			t.Errorf("%v came back as %v", tc.err, err)
+		}
+	}
+}

@@ -39,6 +39,7 @@ func newApp() *cli.Command {
 			newConfigCommand(),
 			newZFSCommand(),
 			newReplicateCommand(),
+			newCertCommand(),
 		},
 		// main prints errors and picks the exit code; without this handler
 		// cli would print some errors itself and call os.Exit.

@@ -21,6 +21,24 @@ const rateLimitPiece = 64 << 10
 // with the count of bytes already passed to w. bytesPerSec <= 0 means
 // unlimited: w itself is returned. The limit is per writer: each stream
 // gets its own share.
+// NewSharedLimiter is one bandwidth budget for several streams (a root's
+// datasets replicate side by side; transport.bandwidth_limit bounds them
+// together). Pass it in StreamOptions.Limiter.
+func NewSharedLimiter(bytesPerSec int64) *rate.Limiter {
+	if bytesPerSec <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bytesPerSec), int(min(bytesPerSec, rateLimitPiece)))
+}
+
+// NewSharedLimitedWriter writes through a limiter shared with other streams.
+func NewSharedLimitedWriter(ctx context.Context, w io.Writer, lim *rate.Limiter) io.Writer {
+	if lim == nil {
+		return w
+	}
+	return &limitedWriter{ctx: ctx, w: w, lim: lim, piece: lim.Burst(), now: time.Now, sleep: rateSleep}
+}
+
 func NewLimitedWriter(ctx context.Context, w io.Writer, bytesPerSec int64) io.Writer {
 	if bytesPerSec <= 0 {
 		return w

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Request frame flags: a call expects one Response; a stream is followed by
@@ -38,7 +40,14 @@ func (e *PeerError) Error() string {
 type StreamOptions struct {
 	Mode        Mode  // compression
 	Level       int   // zstd level
-	BytesPerSec int64 // 0 = unlimited
+	BytesPerSec int64 // 0 = unlimited; ignored when Limiter is set
+	// Limiter, when set, is a bandwidth budget shared with other streams
+	// (NewSharedLimiter).
+	Limiter *rate.Limiter
+	// Buffer absorbs zfs send bursts between the source and the link
+	// (default 16 MiB): zfs send can keep reading the pool while the link
+	// is briefly busy, as mbuffer would, without another process.
+	Buffer int
 	// Stall is how long the stream may move nothing before it is declared
 	// stalled (default 30s).
 	Stall time.Duration
@@ -113,9 +122,23 @@ func (c *Conn) SendStream(ctx context.Context, header []byte, src io.Reader, o S
 	}()
 	fw := &frameWriter{c: c, stall: stall, done: peerEnd}
 	var w io.Writer = fw
-	if o.BytesPerSec > 0 {
+	switch {
+	case o.Limiter != nil:
+		w = NewSharedLimitedWriter(ctx, fw, o.Limiter)
+	case o.BytesPerSec > 0:
 		w = NewLimitedWriter(ctx, fw, o.BytesPerSec)
 	}
+	bufSize := o.Buffer
+	if bufSize <= 0 {
+		bufSize = 16 << 20
+	}
+	bw, br := NewBufferedPipe(bufSize)
+	go func(in io.Reader) {
+		_, err := io.CopyBuffer(bw, struct{ io.Reader }{in}, make([]byte, 1<<20))
+		bw.CloseWithError(err)
+	}(src)
+	defer br.CloseWithError(io.ErrClosedPipe) // stops the filler if we give up early
+	src = br
 	cw, err := NewChunkWriter(w, o.Mode, o.Level, o.Stats)
 	if err != nil {
 		return End{}, err

@@ -216,3 +216,31 @@ func TestWrongPeerRefused(t *testing.T) {
 		t.Fatalf("no security configured must be refused: %v", err)
 	}
 }
+
+// Streams sharing a limiter stay within its budget together.
+func TestSharedLimiterBoundsStreamsTogether(t *testing.T) {
+	h := &recordingHandler{got: make(chan []byte, 2), errs: make(chan error, 2)}
+	dial := pair(t, h, 5*time.Second)
+	lim := NewSharedLimiter(4 << 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		c := dial()
+		go func() {
+			_, err := c.SendStream(ctx, nil, bytes.NewReader(mixed(2<<20)), StreamOptions{Mode: ModeNone, Limiter: lim})
+			done <- err
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 4 MiB at 4 MiB/s shared (one 64 KiB burst): at least ~0.9 s; two
+	// separate limiters would take half that.
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Fatalf("two streams moved 4 MiB in %v through a 4 MiB/s shared limit", d)
+	}
+}

@@ -29,19 +29,24 @@ import (
 	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
-const helperEnv = "ZREPLHA_ZFSRPC_HELPER" // listen-address,target-root
+const helperEnv = "ZREPLHA_ZFSRPC_HELPER" // listen-address,target-root,cert-dir
 
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperEnv); spec != "" {
-		addr, root, _ := strings.Cut(spec, ",")
-		os.Exit(serveHelper(addr, root))
+		f := strings.Split(spec, ",")
+		os.Exit(serveHelper(f[0], f[1], f[2]))
 	}
 	os.Exit(m.Run())
 }
 
-func serveHelper(addr, root string) int {
+func serveHelper(addr, root, certDir string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ln, err := transport.Listen(addr, "beta", "alpha", transport.Security{Plaintext: true}, log)
+	files, err := transport.LoadTLS(certDir+"/beta.crt", certDir+"/beta.key", certDir+"/alpha.crt")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ln, err := transport.Listen(addr, "beta", "alpha", transport.Security{TLS: files.ServerConfig()}, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -136,8 +141,22 @@ func TestPlatformReplicationAcrossNamespacesWithCablePull(t *testing.T) {
 	src, dst := pool(t), pool(t)
 	l := newLink(t, 9)
 	srcRoot, dstRoot := src+"/data", dst+"/data"
+	// Real mutual TLS with pinned certificates, as in production.
+	certDir := t.TempDir()
+	for _, node := range []string{"alpha", "beta"} {
+		crt, key, err := transport.GenerateCert(node, 24*time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(certDir, node+".crt"), crt, 0o644)
+		os.WriteFile(filepath.Join(certDir, node+".key"), key, 0o600)
+	}
+	files, err := transport.LoadTLS(certDir+"/alpha.crt", certDir+"/alpha.key", certDir+"/beta.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
 	helper := exec.Command("ip", "netns", "exec", l.ns, os.Args[0])
-	helper.Env = append(os.Environ(), helperEnv+"="+l.addr+","+dstRoot)
+	helper.Env = append(os.Environ(), helperEnv+"="+l.addr+","+dstRoot+","+certDir)
 	helper.Stdout, helper.Stderr = os.Stderr, os.Stderr
 	if err := helper.Start(); err != nil {
 		t.Fatal(err)
@@ -166,7 +185,7 @@ func TestPlatformReplicationAcrossNamespacesWithCablePull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	client := &Client{Addr: l.addr, Local: "alpha", Peer: "beta", Sec: transport.Security{Plaintext: true},
+	client := &Client{Addr: l.addr, Local: "alpha", Peer: "beta", Sec: transport.Security{TLS: files.ClientConfig()},
 		Stream: transport.StreamOptions{Mode: transport.ModeZstd, Level: 3, Stall: 2 * time.Second, Stats: &transport.StreamStats{}}}
 	eng := &zfsrepl.Engine{ZFS: z, Peer: "beta"}
 	root := zfsrepl.Root{Source: srcRoot, Target: dstRoot}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -419,21 +421,50 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pr, pw := io.Pipe()
-	cw := &countingWriter{w: pw, report: e.OnProgress, step: st, total: total}
+	// zfs send writes straight into a kernel pipe: no copy in this process.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	growPipe(pw)
+	counter := &byteCounter{report: e.OnProgress, step: st, total: total}
 	sendErr := make(chan error, 1)
 	go func() {
-		err := e.ZFS.Send(sctx, st.Send, cw)
-		pw.CloseWithError(err) // nil closes with EOF
+		err := e.ZFS.Send(sctx, st.Send, pw)
+		pw.Close() // the reader sees EOF once zfs send has exited
 		sendErr <- err
 	}()
-	rerr := rcv.Receive(ctx, ReceiveRequest{Dataset: st.Target, Kind: st.Kind, To: st.To}, pr)
+	req := ReceiveRequest{Dataset: st.Target, Kind: st.Kind, To: st.To}
+	var rerr error
+	if fr, ok := rcv.(FileReceiver); ok && fr.ReceivesFromFile() {
+		// A local zfs recv reads a second pipe that the kernel fills from
+		// the first (splice): zero copies, and we still count the bytes.
+		rr, rw, err := os.Pipe()
+		if err != nil {
+			pr.Close()
+			cancel()
+			<-sendErr
+			return err
+		}
+		growPipe(rw)
+		spliced := make(chan error, 1)
+		go func() { spliced <- spliceAll(pr, rw, counter); rw.Close() }()
+		rerr = rcv.Receive(ctx, req, rr)
+		rr.Close() // a splice still writing gets EPIPE and stops
+		// EPIPE after a successful receive is zfs recv having stopped at the
+		// stream's end record: not an error.
+		if err := <-spliced; err != nil && rerr == nil && !errors.Is(err, syscall.EPIPE) {
+			rerr = fmt.Errorf("moving the stream: %w", err)
+		}
+	} else {
+		rerr = rcv.Receive(ctx, req, &countingReader{r: pr, c: counter})
+	}
 	if rerr != nil {
 		cancel() // stop zfs send; nobody reads its stream any more
 	}
-	pr.CloseWithError(io.ErrClosedPipe)
+	pr.Close() // a zfs send still writing gets EPIPE
 	serr := <-sendErr
-	n := cw.n.Load()
+	n := counter.n.Load()
 	res := StepResult{Step: st, Bytes: n, Duration: time.Since(start)}
 	if e.OnProgress != nil {
 		e.OnProgress(Progress{Step: st, Bytes: n, Total: total, Done: true})
@@ -553,22 +584,37 @@ func LatestConsistent(tree []TreeDataset) string {
 	return all[len(all)-1]
 }
 
-type countingWriter struct {
-	w      io.Writer
+// FileReceiver is implemented by receivers that run zfs recv in this
+// process and can read the stream from a pipe file directly.
+type FileReceiver interface {
+	ReceivesFromFile() bool
+}
+
+// byteCounter counts stream bytes and reports progress at most every 64 KiB.
+type byteCounter struct {
 	n      atomic.Int64
-	last   int64
+	last   atomic.Int64
 	report func(Progress)
 	step   Step
 	total  int64
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
+func (c *byteCounter) add(n int) {
 	total := c.n.Add(int64(n))
-	if c.report != nil && total-c.last >= 64<<10 {
-		c.last = total
+	if c.report != nil && total-c.last.Load() >= 64<<10 {
+		c.last.Store(total)
 		c.report(Progress{Step: c.step, Bytes: total, Total: c.total})
 	}
+}
+
+type countingReader struct {
+	r io.Reader
+	c *byteCounter
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.c.add(n)
 	return n, err
 }
 

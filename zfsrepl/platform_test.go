@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlatformCreateAndList(t *testing.T) {
@@ -341,7 +342,15 @@ func TestPlatformRecvCancelledContextIsResumable(t *testing.T) {
 	pr, pw := io.Pipe()
 	go func() {
 		pw.Write(full[:len(full)/2])
-		cancel() // the link dies mid-stream; the writer never finishes
+		// The link dies mid-stream once the receive has begun (its dataset
+		// exists); the writer never finishes. Bounded wait.
+		for i := 0; i < 300; i++ {
+			if _, err := dst.z.List(context.Background(), dst.ds("a"), false); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		cancel()
 		pw.Close()
 	}()
 	err := dst.z.Recv(ctx, dst.ds("a"), RecvOptions{Resumable: true}, pr)

@@ -40,7 +40,14 @@ type LocalReceiver struct {
 	Sender string
 }
 
-var _ Receiver = (*LocalReceiver)(nil)
+var (
+	_ Receiver     = (*LocalReceiver)(nil)
+	_ FileReceiver = (*LocalReceiver)(nil)
+)
+
+// ReceivesFromFile implements FileReceiver: zfs recv runs here, so the
+// engine hands it a pipe and splices the send stream into it.
+func (l *LocalReceiver) ReceivesFromFile() bool { return true }
 
 // Tree implements Receiver.
 func (l *LocalReceiver) Tree(ctx context.Context, root string) ([]TreeDataset, error) {

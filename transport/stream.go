@@ -165,10 +165,12 @@ func (c *Conn) SendStream(ctx context.Context, header []byte, src io.Reader, o S
 	c.SetReadDeadline(time.Now().Add(stall + time.Minute))
 	select {
 	case e := <-peerEnd:
-		if copyErr != nil {
-			return e, copyErr
+		// The receiver's verdict comes first: a write that failed because it
+		// gave up (connection reset) is only a consequence.
+		if err := peerErr(e); err != nil || copyErr == nil {
+			return e, err
 		}
-		return e, peerErr(e)
+		return e, copyErr
 	case err := <-readErr:
 		if copyErr != nil {
 			return End{}, copyErr
@@ -263,7 +265,10 @@ func Serve(ctx context.Context, c *Conn, h Handler, stall time.Duration) error {
 		return c.Send(Frame{Type: FrameResponse, Stream: streamID, Payload: resp})
 	}
 	pr, pw := io.Pipe()
+	readerDone := make(chan struct{})
 	go func() {
+		defer close(readerDone)
+		discard := false
 		for {
 			c.SetReadDeadline(time.Now().Add(stall))
 			f, err := c.Recv()
@@ -273,8 +278,14 @@ func Serve(ctx context.Context, c *Conn, h Handler, stall time.Duration) error {
 			}
 			switch f.Type {
 			case FrameData:
+				if discard {
+					continue
+				}
 				if _, err := pw.Write(f.Payload); err != nil {
-					return // the handler stopped reading
+					// The handler stopped reading (its zfs recv failed): keep
+					// draining until the sender sees our End and stops, so
+					// closing does not reset the connection under it.
+					discard = true
 				}
 			case FrameEnd:
 				var e End
@@ -298,7 +309,9 @@ func Serve(ctx context.Context, c *Conn, h Handler, stall time.Duration) error {
 	pr.CloseWithError(io.ErrClosedPipe)
 	payload, _ := end.MarshalBinary()
 	c.SetWriteDeadline(time.Now().Add(stall))
-	return c.Send(Frame{Type: FrameEnd, Stream: streamID, Payload: payload})
+	err = c.Send(Frame{Type: FrameEnd, Stream: streamID, Payload: payload})
+	<-readerDone // bounded by the stall deadline on every read
+	return err
 }
 
 // stalled maps a deadline expiry to ErrStalled.

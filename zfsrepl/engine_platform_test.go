@@ -407,6 +407,16 @@ func TestPlatformTakeSnapshotSequence(t *testing.T) {
 	if got := p.src.shorts(t, p.src.ds("data/x")); len(got) != 3 {
 		t.Fatalf("child snapshots %v", got)
 	}
+	// written: 0 right after a snapshot, more once data lands.
+	tree, err := p.src.z.Tree(testCtx(t), p.root.Source)
+	if err != nil || tree[0].Written != 0 {
+		t.Fatalf("written after a snapshot: %+v %v", tree, err)
+	}
+	p.src.writeFiles(t, p.src.ds("data/x"), "w", 1, 64<<10)
+	tree, _ = p.src.z.Tree(testCtx(t), p.root.Source)
+	if tree[1].Written == 0 {
+		t.Fatalf("written stays 0 after a write: %+v", tree[1])
+	}
 }
 
 // A fresh target for the same peer (the passive's pool was rebuilt) gets a

@@ -132,7 +132,7 @@ func (z *Exec) Tree(ctx context.Context, root string) ([]TreeDataset, error) {
 		return nil, err
 	}
 	out, err := z.zfs(ctx, nil, "list", "-H", "-p", "-r", "-t", "filesystem,volume,snapshot,bookmark",
-		"-o", versionColumns+",encryption,receive_resume_token", "-s", "createtxg", root)
+		"-o", versionColumns+",encryption,receive_resume_token,written", "-s", "createtxg", root)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func parseTree(out []byte) ([]TreeDataset, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), "\t")
-		if len(f) != 8 {
+		if len(f) != 9 {
 			return nil, fmt.Errorf("zfs list: unexpected line %q", sc.Text())
 		}
 		switch DatasetType(f[1]) {
@@ -156,6 +156,7 @@ func parseTree(out []byte) ([]TreeDataset, error) {
 			if f[7] != "-" {
 				td.ResumeToken = f[7]
 			}
+			td.Written, _ = strconv.ParseUint(f[8], 10, 64)
 			idx[td.Name] = len(tree)
 			tree = append(tree, td)
 		default:

@@ -56,7 +56,10 @@ type TreeDataset struct {
 	Type        DatasetType
 	Encrypted   bool
 	ResumeToken string
-	Versions    []Version // oldest first
+	// Written is the bytes written since the dataset's newest snapshot (the
+	// written property): 0 means a new snapshot would be empty.
+	Written  uint64
+	Versions []Version // oldest first
 }
 
 // DestroyFlags select destroy's recursion.

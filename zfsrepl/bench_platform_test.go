@@ -10,12 +10,12 @@ package zfsrepl
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/fixtures/testpool"
 )
 
 func sh(b testing.TB, script string) time.Duration {
@@ -30,15 +30,8 @@ func sh(b testing.TB, script string) time.Duration {
 
 func benchPool(b *testing.B, size int64) *pool {
 	b.Helper()
-	name := fmt.Sprintf("zb%d", time.Now().UnixNano()%1e9)
-	dir := b.TempDir()
-	img := filepath.Join(dir, "pool.img")
-	f, _ := os.Create(img)
-	f.Truncate(size)
-	f.Close()
-	sh(b, fmt.Sprintf("zpool create -f -o autotrim=on -R %s/mnt -O compression=off %s %s", dir, name, img))
-	b.Cleanup(func() { exec.Command("zpool", "destroy", "-f", name).Run() })
-	return &pool{Name: name, Root: dir + "/mnt", z: NewExec(Binaries{}, nil)}
+	tp := testpool.New(b, "zb", size, "-o", "autotrim=on", "-O", "compression=off")
+	return &pool{Name: tp.Name, Root: tp.Root, z: NewExec(Binaries{}, nil)}
 }
 
 // fill writes n MiB into dir: half random, half text-like, as 8 MiB files.

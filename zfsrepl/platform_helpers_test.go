@@ -16,12 +16,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/zrepl-ha/zrepl-ha/fixtures/testpool"
 	"time"
 )
 
@@ -40,36 +40,13 @@ type pool struct {
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return testpool.Run(t, name, args...)
 }
 
 func newPool(t *testing.T) *pool {
 	t.Helper()
-	if _, err := os.Stat("/dev/zfs"); err != nil {
-		t.Fatalf("platform tests need the zfs module (/dev/zfs): %v; run them with 'make platform-test'", err)
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "zt" + hex.EncodeToString(b)
-	dir := t.TempDir()
-	img := filepath.Join(dir, "pool.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(512 << 20)
-	f.Close()
-	run(t, "zpool", "create", "-f", "-R", filepath.Join(dir, "mnt"), "-O", "compression=off", name, img)
-	t.Cleanup(func() {
-		if out, err := exec.Command("zpool", "destroy", "-f", name).CombinedOutput(); err != nil {
-			t.Errorf("zpool destroy %s: %v: %s", name, err, out)
-		}
-	})
-	return &pool{Name: name, Root: filepath.Join(dir, "mnt"), z: NewExec(Binaries{}, nil)}
+	tp := testpool.New(t, "zt", 512<<20, "-O", "compression=off")
+	return &pool{Name: tp.Name, Root: tp.Root, z: NewExec(Binaries{}, nil)}
 }
 
 // ds returns the pool-qualified dataset name.

@@ -8,28 +8,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/fixtures/testpool"
 )
 
 func labPool(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	img := filepath.Join(dir, "p.img")
-	f, _ := os.Create(img)
-	f.Truncate(256 << 20)
-	f.Close()
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "ztcli" + hex.EncodeToString(b)
+	name := testpool.New(t, "ztcli", 256<<20).Name
 	for _, args := range [][]string{
-		{"zpool", "create", "-f", "-R", filepath.Join(dir, "mnt"), name, img},
 		{"zfs", "create", name + "/a"},
 		{"zfs", "snapshot", name + "/a@s1"},
 		{"zfs", "bookmark", name + "/a@s1", name + "/a#b1"},
@@ -39,10 +29,8 @@ func labPool(t *testing.T) string {
 			t.Fatalf("%v: %v %s", args, err, out)
 		}
 	}
-	t.Cleanup(func() {
-		exec.Command("zfs", "release", "zrepl-ha:test", name+"/a@s1").Run()
-		exec.Command("zpool", "destroy", "-f", name).Run()
-	})
+	// Cleanups run last-in first-out: the hold goes before the pool.
+	t.Cleanup(func() { exec.Command("zfs", "release", "zrepl-ha:test", name+"/a@s1").Run() })
 	return name
 }
 

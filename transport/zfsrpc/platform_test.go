@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zrepl-ha/zrepl-ha/fixtures/testpool"
 	"github.com/zrepl-ha/zrepl-ha/transport"
 	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
@@ -101,17 +102,7 @@ func (l *link) pull(t *testing.T, up bool) {
 }
 
 func pool(t *testing.T) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "zr" + hex.EncodeToString(b)
-	dir := t.TempDir()
-	img := filepath.Join(dir, "p.img")
-	f, _ := os.Create(img)
-	f.Truncate(512 << 20)
-	f.Close()
-	sh(t, "zpool", "create", "-f", "-R", dir+"/mnt", "-O", "compression=off", name, img)
-	t.Cleanup(func() { exec.Command("zpool", "destroy", "-f", name).Run() })
-	return name
+	return testpool.New(t, "zr", 512<<20, "-O", "compression=off").Name
 }
 
 func sums(t *testing.T, dir string) string {

@@ -195,6 +195,8 @@ func TestNewGridRejects(t *testing.T) {
 		{"sub-second span", []config.KeepRule{{Span: 1500 * time.Millisecond}}, []string{"rule 1", "whole seconds"}},
 		{"sub-second interval", []config.KeepRule{{Span: h, Interval: time.Millisecond}}, []string{"rule 1", "whole seconds"}},
 		{"interval longer than span", []config.KeepRule{{Span: h, Interval: 2 * h}}, []string{"rule 1 (1h:2h)", "interval 2h is longer than the span 1h"}},
+		{"interval longer than span, in days", []config.KeepRule{{Span: h}, {Span: day, Interval: 2 * day}},
+			[]string{"retention grid: rule 2 (1d:2d): interval 48h is longer than the span 24h"}}, // as in docs/scheduler.md
 		{"equal spans", []config.KeepRule{{Span: h}, {Span: h, Interval: h}}, []string{"rule 2 (1h:1h)", "spans must increase"}},
 		{"decreasing spans", []config.KeepRule{{Span: day}, {Span: h, Interval: h}}, []string{"rule 2", "spans must increase"}},
 		{"decreasing intervals", []config.KeepRule{{Span: day, Interval: h}, {Span: 30 * day, Interval: time.Minute}}, []string{"rule 2 (30d:1m)", "must not keep more often than the previous rule (1d:1h)"}},

@@ -201,9 +201,6 @@ func (c *Cmd) Wait() error {
 	return e
 }
 
-// Stderr is what the program has written to stderr so far (bounded).
-func (c *Cmd) Stderr() string { return c.stderr.String() }
-
 // Error is a failed command: the command line, exit code and the program's
 // own message.
 type Error struct {

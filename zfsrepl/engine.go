@@ -559,6 +559,12 @@ func newestOwned(tree []TreeDataset, root string) string {
 // LatestConsistent is the newest zrepl-ha snapshot name present on every
 // dataset of a (receiver) tree: the one consistent cut failover can promote.
 // "" when there is none.
+//
+// Newest is by creation (the first dataset's createtxg order, which on a
+// receiver is the order the sender created them in), not by the name:
+// names sort by time in creation order except after a clock that was far
+// ahead was corrected (NextSnapshotName), and failover must never promote
+// an older cut because its name sorts last.
 func LatestConsistent(tree []TreeDataset) string {
 	if len(tree) == 0 {
 		return ""
@@ -571,17 +577,13 @@ func LatestConsistent(tree []TreeDataset) string {
 			}
 		}
 	}
-	var all []string
-	for name, n := range count {
-		if n == len(tree) {
-			all = append(all, name)
+	vs := tree[0].Versions
+	for i := len(vs) - 1; i >= 0; i-- {
+		if IsOwned(vs[i]) && count[vs[i].Short()] == len(tree) {
+			return vs[i].Short()
 		}
 	}
-	if len(all) == 0 {
-		return ""
-	}
-	sort.Strings(all)
-	return all[len(all)-1]
+	return ""
 }
 
 // FileReceiver is implemented by receivers that run zfs recv in this

@@ -320,7 +320,7 @@ func (s *sim) check() {
 }
 
 func TestNeverTwoActives(t *testing.T) {
-	runs, dur := 300, 5*time.Minute
+	runs, dur := 200, 5*time.Minute
 	if testing.Short() {
 		runs = 50
 	}

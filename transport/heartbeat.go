@@ -26,15 +26,30 @@ type Heartbeater struct {
 	// Payload fills each heartbeat's role, epoch, health and newest
 	// snapshot (Seq and SentUnixNano are set here).
 	Payload func() Heartbeat
-	Now     func() time.Time
-	Log     *slog.Logger
+	// OnAck, if set, is called for each acknowledged heartbeat with the
+	// local time it was sent (monotonic, from Now): the ack proves the peer
+	// heard us at or after that moment, which is the failover lease's
+	// evidence. It must not block.
+	OnAck func(sent time.Time)
+	Now   func() time.Time
+	Log   *slog.Logger
 
 	mu      sync.Mutex
 	rtts    []time.Duration // ring of recent RTTs
 	next    int
 	lastAck time.Time
 	up      bool
+	// sent remembers recent send times by seq, so an ack maps back to a
+	// monotonic local time rather than the wall-clock echo.
+	sent [sentRing]sentAt
 }
+
+type sentAt struct {
+	seq uint64
+	at  time.Time
+}
+
+const sentRing = 256
 
 const rttWindow = 1024
 
@@ -96,7 +111,7 @@ func (h *Heartbeater) session(ctx context.Context) error {
 			}
 			var a HeartbeatAck
 			if a.UnmarshalBinary(f.Payload) == nil {
-				h.record(h.now().Sub(time.Unix(0, a.EchoSentUnixNano)))
+				h.acked(a)
 			}
 		}
 	}()
@@ -109,7 +124,11 @@ func (h *Heartbeater) session(ctx context.Context) error {
 			hb = h.Payload()
 		}
 		seq++
-		hb.Seq, hb.SentUnixNano = seq, h.now().UnixNano()
+		now := h.now()
+		hb.Seq, hb.SentUnixNano = seq, now.UnixNano()
+		h.mu.Lock()
+		h.sent[seq%sentRing] = sentAt{seq, now}
+		h.mu.Unlock()
 		payload, err := hb.MarshalBinary()
 		if err != nil {
 			return err
@@ -125,6 +144,23 @@ func (h *Heartbeater) session(ctx context.Context) error {
 			return err
 		case <-tick.C:
 		}
+	}
+}
+
+// acked records an ack's RTT and reports the acked beat's send time. Acks
+// of beats sent before this session (a reconnect reuses seq 1) or beyond
+// the ring are only measured.
+func (h *Heartbeater) acked(a HeartbeatAck) {
+	h.mu.Lock()
+	s := h.sent[a.Seq%sentRing]
+	h.mu.Unlock()
+	if s.seq != a.Seq || s.at.UnixNano() != a.EchoSentUnixNano {
+		h.record(h.now().Sub(time.Unix(0, a.EchoSentUnixNano)))
+		return
+	}
+	h.record(h.now().Sub(s.at))
+	if h.OnAck != nil {
+		h.OnAck(s.at)
 	}
 }
 

@@ -107,3 +107,29 @@ func (d *discardHandler) Stream(ctx context.Context, header []byte, r io.Reader)
 	d.bytes.Add(n)
 	return End{Status: EndOK}
 }
+
+// OnAck reports the local send time of each acknowledged beat: never in the
+// future, never before the Heartbeater started, and increasing.
+func TestHeartbeaterOnAck(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var beats atomic.Int64
+	addr := serveBoth(t, ctx, nil, &beats)
+	start := time.Now()
+	acks := make(chan time.Time, 1000)
+	hb := &Heartbeater{Path: "link", Addr: addr, Local: "alpha", Peer: "beta", Sec: Security{Plaintext: true},
+		Interval: 10 * time.Millisecond, OnAck: func(sent time.Time) { acks <- sent }}
+	go hb.Run(ctx)
+	var prev time.Time
+	for i := range 20 {
+		select {
+		case s := <-acks:
+			if s.Before(start) || s.After(time.Now()) || !s.After(prev) {
+				t.Fatalf("ack %d: sent %v (start %v, previous %v)", i, s, start, prev)
+			}
+			prev = s
+		case <-ctx.Done():
+			t.Fatalf("only %d acks", i)
+		}
+	}
+}

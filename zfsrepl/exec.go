@@ -51,6 +51,12 @@ func (z *Exec) zfs(ctx context.Context, stdin io.Reader, args ...string) ([]byte
 	return out, wrapExec(err)
 }
 
+// zpool runs our own zpool command and returns stdout.
+func (z *Exec) zpool(ctx context.Context, args ...string) ([]byte, error) {
+	out, err := z.Runner.Command(ctx, z.Bin.Zpool, args...).Output()
+	return out, wrapExec(err)
+}
+
 // wrapExec turns a command failure into *Error with a kind.
 func wrapExec(err error) error {
 	if err == nil {
@@ -342,6 +348,26 @@ func validateProp(prop string) error {
 		return &NameError{prop, "property", "must be a non-empty property name without '=', spaces or a leading '-'"}
 	}
 	return nil
+}
+
+// PoolCapacity reads the capacity of dataset's pool with zpool get -p (a
+// plain number; go-zfs reads it through zpool list and parses the
+// human-readable form).
+func (z *Exec) PoolCapacity(ctx context.Context, dataset string) (int, error) {
+	if err := ValidateDataset(dataset); err != nil {
+		return 0, err
+	}
+	pool, _, _ := strings.Cut(dataset, "/")
+	out, err := z.zpool(ctx, "get", "-H", "-p", "-o", "value", "capacity", pool)
+	if err != nil {
+		return 0, err
+	}
+	v := strings.TrimSuffix(strings.TrimSpace(string(out)), "%")
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("zpool get capacity %s: unexpected value %q: %w", pool, v, err)
+	}
+	return n, nil
 }
 
 // ResumeToken reads receive_resume_token.

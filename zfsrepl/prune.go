@@ -18,7 +18,10 @@ const (
 // PruneResult lists what Prune destroyed and what it refused, with why.
 type PruneResult struct {
 	Destroyed []string
-	Refused   map[string]string // snapshot -> reason
+	// Unreplicated are the destroyed snapshots the peer did not have yet
+	// (only with allowUnreplicated): the caller must say so loudly.
+	Unreplicated []string
+	Refused      map[string]string // snapshot -> reason
 }
 
 // Prune destroys the named snapshots of one dataset (full names), except
@@ -75,6 +78,9 @@ func Prune(ctx context.Context, z ZFS, side Side, versions []Version, names []st
 			return res, fmt.Errorf("pruning %s: %w", n, err)
 		}
 		res.Destroyed = append(res.Destroyed, n)
+		if side == SenderSide && (!hasCursor || v.CreateTXG > cursorTXG) {
+			res.Unreplicated = append(res.Unreplicated, n)
+		}
 	}
 	return res, nil
 }

@@ -31,8 +31,8 @@ func TestPruneGuards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(z.destroyed) != 1 || z.destroyed[0] != ds+"@"+short(1) {
-		t.Fatalf("destroyed %v, want only s1; refused %v", z.destroyed, res.Refused)
+	if len(z.destroyed) != 1 || z.destroyed[0] != ds+"@"+short(1) || len(res.Unreplicated) != 0 {
+		t.Fatalf("destroyed %v (unreplicated %v), want only s1; refused %v", z.destroyed, res.Unreplicated, res.Refused)
 	}
 	for n, why := range map[string]string{
 		ds + "@" + short(2): "held", ds + "@" + short(3): "cursor", ds + "@" + short(4): "not yet replicated",
@@ -44,9 +44,10 @@ func TestPruneGuards(t *testing.T) {
 	}
 	// Explicitly allowed (pool nearly full): unreplicated may go, the cursor's never.
 	z = &destroyRecorder{}
-	res, _ = Prune(context.Background(), z, SenderSide, vs, names(3, 4), true)
-	if len(z.destroyed) != 1 || z.destroyed[0] != ds+"@"+short(4) || res.Refused[ds+"@"+short(3)] == "" {
-		t.Fatalf("allowUnreplicated: destroyed %v refused %v", z.destroyed, res.Refused)
+	res, _ = Prune(context.Background(), z, SenderSide, vs, names(1, 3, 4), true)
+	if len(z.destroyed) != 2 || z.destroyed[1] != ds+"@"+short(4) || res.Refused[ds+"@"+short(3)] == "" ||
+		len(res.Unreplicated) != 1 || res.Unreplicated[0] != ds+"@"+short(4) {
+		t.Fatalf("allowUnreplicated: destroyed %v (unreplicated %v) refused %v", z.destroyed, res.Unreplicated, res.Refused)
 	}
 	// No cursor at all: nothing has been replicated, nothing may go.
 	z = &destroyRecorder{}

@@ -129,6 +129,9 @@ type ZFS interface {
 	Rollback(ctx context.Context, snapshot string, destroyRecent bool) error
 	Destroy(ctx context.Context, name string, flags DestroyFlags) error
 	GetProperty(ctx context.Context, name, prop string) (string, error)
+	// PoolCapacity is the percentage of the pool's space in use (the zpool
+	// capacity property) of the pool that holds dataset.
+	PoolCapacity(ctx context.Context, dataset string) (int, error)
 	SetProperty(ctx context.Context, name, prop, value string) error
 
 	Send(ctx context.Context, opts SendOptions, w io.Writer) error

@@ -61,9 +61,15 @@ type Cycle struct {
 	Source    Planner
 	Target    Planner
 	TargetZFS zfsrepl.ZFS
-	Clock     Clock
-	Locks     *Locks
-	Log       *slog.Logger
+	// PruneUnreplicatedAbovePoolPercent is retention's
+	// prune_unreplicated_above_pool_percent: when the source pool's
+	// capacity is at or above it, source retention may destroy snapshots
+	// the peer does not have yet, so a dead link cannot fill the pool and
+	// stop the applications' writes. 0 never allows it.
+	PruneUnreplicatedAbovePoolPercent int
+	Clock                             Clock
+	Locks                             *Locks
+	Log                               *slog.Logger
 }
 
 // CycleResult says what one cycle did.
@@ -73,6 +79,9 @@ type CycleResult struct {
 	Report    *zfsrepl.Report
 	Destroyed int
 	Refused   int
+	// Unreplicated counts the destroyed snapshots the peer did not have
+	// yet (the pool was above PruneUnreplicatedAbovePoolPercent).
+	Unreplicated int
 }
 
 // Run does snapshot -> replicate -> prune once. The snapshot is skipped
@@ -85,31 +94,81 @@ func (c *Cycle) Run(ctx context.Context) (CycleResult, error) {
 		defer c.Locks.Lock(c.Root.Source)()
 	}
 	now := c.Clock.Now()
-	tree, err := c.ZFS.Tree(ctx, c.Root.Source)
-	if err != nil {
-		return res, fmt.Errorf("listing %s: %w", c.Root.Source, err)
-	}
-	if needSnapshot(tree) {
-		if res.Snapshot, err = zfsrepl.TakeSnapshot(ctx, c.ZFS, c.Root.Source, now); err != nil {
-			return res, err
-		}
-	} else {
-		res.Skipped = true
+	var err error
+	if res.Snapshot, res.Skipped, err = c.snapshot(ctx, now); err != nil {
+		return res, err
 	}
 	var repErr error
 	res.Report, repErr = c.Engine.Replicate(ctx, c.Root, c.Receiver)
-	var pruneErrs []error
+	pruneErr := c.prune(ctx, now, &res)
+	return res, errors.Join(repErr, pruneErr)
+}
+
+func (c *Cycle) log() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// snapshot is the cycle's first step: one listing of the source tree,
+// then a recursive snapshot unless nothing was written. The root's
+// versions come from that listing, so naming costs no further command.
+func (c *Cycle) snapshot(ctx context.Context, now time.Time) (name string, skipped bool, err error) {
+	tree, err := c.ZFS.Tree(ctx, c.Root.Source)
+	if err != nil {
+		return "", false, fmt.Errorf("listing %s: %w", c.Root.Source, err)
+	}
+	if !needSnapshot(tree) {
+		return "", true, nil
+	}
+	var vs []zfsrepl.Version
+	for _, d := range tree {
+		if d.Name == c.Root.Source {
+			vs = d.Versions
+		}
+	}
+	name, err = zfsrepl.SnapshotRoot(ctx, c.ZFS, c.Root.Source, vs, now, c.log())
+	return name, false, err
+}
+
+// prune is the cycle's last step: retention on the source, then on a
+// local target, adding what it did to res.
+func (c *Cycle) prune(ctx context.Context, now time.Time, res *CycleResult) error {
+	var errs []error
 	if c.Source != nil {
-		d, r, err := prune(ctx, c.ZFS, zfsrepl.SenderSide, c.Root.Source, c.Source, now)
-		res.Destroyed, res.Refused = res.Destroyed+d, res.Refused+r
-		pruneErrs = append(pruneErrs, err)
+		allow, err := c.allowUnreplicated(ctx)
+		errs = append(errs, err)
+		p, err := prune(ctx, c.ZFS, zfsrepl.SenderSide, c.Root.Source, c.Source, now, allow)
+		res.Destroyed, res.Refused = res.Destroyed+p.destroyed, res.Refused+p.refused
+		res.Unreplicated += len(p.unreplicated)
+		if len(p.unreplicated) > 0 {
+			c.log().WarnContext(ctx, "retention destroyed snapshots the peer does not have yet: the source pool is nearly full",
+				"root", c.Root.Source, "count", len(p.unreplicated), "snapshots", p.unreplicated,
+				"threshold_percent", c.PruneUnreplicatedAbovePoolPercent)
+		}
+		errs = append(errs, err)
 	}
 	if c.Target != nil && c.TargetZFS != nil {
-		d, r, err := prune(ctx, c.TargetZFS, zfsrepl.ReceiverSide, c.Root.Target, c.Target, now)
-		res.Destroyed, res.Refused = res.Destroyed+d, res.Refused+r
-		pruneErrs = append(pruneErrs, err)
+		p, err := prune(ctx, c.TargetZFS, zfsrepl.ReceiverSide, c.Root.Target, c.Target, now, false)
+		res.Destroyed, res.Refused = res.Destroyed+p.destroyed, res.Refused+p.refused
+		errs = append(errs, err)
 	}
-	return res, errors.Join(append([]error{repErr}, pruneErrs...)...)
+	return errors.Join(errs...)
+}
+
+// allowUnreplicated reads the source pool's capacity when the config
+// allows destroying unreplicated snapshots at all. A failed read allows
+// nothing: the guard stays on when in doubt.
+func (c *Cycle) allowUnreplicated(ctx context.Context) (bool, error) {
+	if c.PruneUnreplicatedAbovePoolPercent <= 0 {
+		return false, nil
+	}
+	pct, err := c.ZFS.PoolCapacity(ctx, c.Root.Source)
+	if err != nil {
+		return false, fmt.Errorf("reading the pool capacity of %s (unreplicated snapshots stay): %w", c.Root.Source, err)
+	}
+	return pct >= c.PruneUnreplicatedAbovePoolPercent, nil
 }
 
 // needSnapshot: a root with no zrepl-ha snapshot yet always gets one;
@@ -134,15 +193,22 @@ func needSnapshot(tree []zfsrepl.TreeDataset) bool {
 	return false
 }
 
+// pruned is what prune did on one side of a root.
+type pruned struct {
+	destroyed, refused int
+	unreplicated       []string
+}
+
 // prune asks the grid what to destroy on every dataset of root and lets
 // zfsrepl.Prune refuse what must stay.
-func prune(ctx context.Context, z zfsrepl.ZFS, side zfsrepl.Side, root string, grid Planner, now time.Time) (destroyed, refused int, err error) {
+func prune(ctx context.Context, z zfsrepl.ZFS, side zfsrepl.Side, root string, grid Planner, now time.Time, allowUnreplicated bool) (pruned, error) {
+	var p pruned
 	tree, err := z.Tree(ctx, root)
 	if err != nil {
 		if errors.Is(err, zfsrepl.ErrDatasetNotFound) {
-			return 0, 0, nil
+			return p, nil
 		}
-		return 0, 0, err
+		return p, err
 	}
 	for _, d := range tree {
 		var shorts []string
@@ -159,14 +225,15 @@ func prune(ctx context.Context, z zfsrepl.ZFS, side zfsrepl.Side, root string, g
 		for i, s := range destroy {
 			names[i] = d.Name + "@" + s
 		}
-		res, err := zfsrepl.Prune(ctx, z, side, d.Versions, names, false)
+		res, err := zfsrepl.Prune(ctx, z, side, d.Versions, names, allowUnreplicated)
 		if res != nil {
-			destroyed += len(res.Destroyed)
-			refused += len(res.Refused)
+			p.destroyed += len(res.Destroyed)
+			p.refused += len(res.Refused)
+			p.unreplicated = append(p.unreplicated, res.Unreplicated...)
 		}
 		if err != nil {
-			return destroyed, refused, err
+			return p, err
 		}
 	}
-	return destroyed, refused, nil
+	return p, nil
 }

@@ -1,8 +1,16 @@
 package scheduler
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/internal/config"
 
 	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
@@ -42,4 +50,124 @@ func TestLocksSerialiseARoot(t *testing.T) {
 	}
 	unlock()
 	<-done
+}
+
+// poolFake is one dataset's versions and a pool capacity.
+type poolFake struct {
+	zfsrepl.ZFS
+	ds          string
+	versions    []zfsrepl.Version
+	capacity    int
+	capacityErr error
+	capReads    int
+	destroyed   []string
+}
+
+func (f *poolFake) Tree(ctx context.Context, root string) ([]zfsrepl.TreeDataset, error) {
+	return []zfsrepl.TreeDataset{{Name: f.ds, Type: zfsrepl.Filesystem, Versions: f.versions}}, nil
+}
+
+func (f *poolFake) PoolCapacity(ctx context.Context, dataset string) (int, error) {
+	f.capReads++
+	return f.capacity, f.capacityErr
+}
+
+func (f *poolFake) Destroy(ctx context.Context, name string, fl zfsrepl.DestroyFlags) error {
+	f.destroyed = append(f.destroyed, name)
+	return nil
+}
+
+func TestPruneUnreplicatedOnlyAbovePoolPercent(t *testing.T) {
+	ds := "tank/data"
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	snap := func(sec int, seq uint64) zfsrepl.Version {
+		return zfsrepl.Version{Name: ds + "@" + zfsrepl.SnapshotName(t0.Add(time.Duration(sec)*time.Second), seq), Type: zfsrepl.Snapshot, CreateTXG: seq * 10}
+	}
+	s1, s2, s3, s4 := snap(0, 1), snap(10, 2), snap(20, 3), snap(100, 4)
+	cursor := zfsrepl.Version{Name: ds + "#" + zfsrepl.CursorName("beta", s2.Short()), Type: zfsrepl.Bookmark, CreateTXG: s2.CreateTXG}
+	grid, err := NewGrid([]config.KeepRule{{Span: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(110 * time.Second) // s1, s2, s3 are past the grid; s4 is kept
+	cases := []struct {
+		name      string
+		percent   int
+		capacity  int
+		capErr    error
+		destroyed []string
+		reads     int
+		warn      bool
+		fails     bool
+	}{
+		{"0 never allows, whatever the usage", 0, 99, nil, []string{s1.Name}, 0, false, false},
+		{"below the threshold", 80, 79, nil, []string{s1.Name}, 1, false, false},
+		{"at the threshold", 80, 80, nil, []string{s1.Name, s3.Name}, 1, true, false},
+		{"above the threshold", 80, 97, nil, []string{s1.Name, s3.Name}, 1, true, false},
+		{"capacity unreadable: the guard stays", 80, 0, errors.New("zpool: no such pool"), []string{s1.Name}, 1, false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			f := &poolFake{ds: ds, versions: []zfsrepl.Version{s1, s2, cursor, s3, s4}, capacity: c.capacity, capacityErr: c.capErr}
+			cyc := &Cycle{ZFS: f, Root: zfsrepl.Root{Source: ds, Target: "backup/data"}, Source: grid,
+				PruneUnreplicatedAbovePoolPercent: c.percent, Log: slog.New(slog.NewTextHandler(&buf, nil))}
+			var res CycleResult
+			err := cyc.prune(context.Background(), now, &res)
+			if (err != nil) != c.fails {
+				t.Fatalf("error %v, want failure %v", err, c.fails)
+			}
+			if !slices.Equal(f.destroyed, c.destroyed) || f.capReads != c.reads {
+				t.Fatalf("destroyed %v after %d capacity reads, want %v after %d", f.destroyed, f.capReads, c.destroyed, c.reads)
+			}
+			// The cursor's snapshot (s2) is never destroyed, nor the kept s4.
+			if res.Destroyed != len(c.destroyed) || res.Refused != 3-len(c.destroyed) {
+				t.Fatalf("result %+v", res)
+			}
+			logged := strings.Contains(buf.String(), "level=WARN") && strings.Contains(buf.String(), s3.Name)
+			if logged != c.warn || (res.Unreplicated == 1) != c.warn {
+				t.Fatalf("warning logged %v, %d unreplicated destroyed, want %v: %s", logged, res.Unreplicated, c.warn, buf.String())
+			}
+		})
+	}
+}
+
+// TestRetentionAcrossAFarFutureClock: the clock jumps a year ahead for a
+// minute at a 1 s cadence and is corrected. The snapshots named meanwhile
+// stay (they are in the future), but everything named after the
+// correction comes from the clock again and is thinned as usual: the count
+// stays within MaxKept plus the far-future ones. With names following the
+// far-future time (the old behaviour) nothing would ever be pruned.
+func TestRetentionAcrossAFarFutureClock(t *testing.T) {
+	grid, err := NewGrid([]config.KeepRule{{Span: time.Minute}, {Span: 5 * time.Minute, Interval: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := "tank/data"
+	start := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	var vs []zfsrepl.Version
+	maxCount := 0
+	for i := 0; i < 1200; i++ {
+		now := start.Add(time.Duration(i) * time.Second)
+		if i >= 200 && i < 260 {
+			now = now.AddDate(1, 0, 0)
+		}
+		name, _ := zfsrepl.NextSnapshotName(vs, now)
+		vs = append(vs, zfsrepl.Version{Name: ds + "@" + name, Type: zfsrepl.Snapshot})
+		var shorts []string
+		for _, v := range vs {
+			shorts = append(shorts, v.Short())
+		}
+		_, destroy := grid.Plan(now, shorts)
+		gone := map[string]bool{}
+		for _, d := range destroy {
+			gone[d] = true
+		}
+		vs = slices.DeleteFunc(vs, func(v zfsrepl.Version) bool { return gone[v.Short()] })
+		maxCount = max(maxCount, len(vs))
+	}
+	if allowed := grid.MaxKept(start, time.Second) + 60; maxCount > allowed {
+		t.Fatalf("%d snapshots kept at most, allowed %d", maxCount, allowed)
+	}
+	t.Logf("at most %d kept (MaxKept %d + 60 far-future)", maxCount, grid.MaxKept(start, time.Second))
 }

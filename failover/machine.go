@@ -359,7 +359,8 @@ func (m *Machine) inContact(now time.Time) bool {
 // process ran: the clock restarts at start and after a freeze, since what
 // happened meanwhile is unknown.
 func (m *Machine) silentFor(now time.Time) time.Duration {
-	from := later(m.heard(), m.resumed)
+	// An ack is as good as a beat: the peer is alive and hears us.
+	from := later(later(m.heard(), m.contact()), m.resumed)
 	if m.opt.Tiebreaker && !m.opt.Witness {
 		from = later(from, m.probeOKSince)
 	}
@@ -780,4 +781,56 @@ func (m *Machine) handoverRequest(acts []Action, now time.Time, e HandoverReques
 		return acts, nil
 	}
 	return m.promote(acts, now, fmt.Sprintf("handover from the peer at epoch %d", e.PeerEpoch)), nil
+}
+
+// View is what the machine knows now, for status and metrics.
+type View struct {
+	State      State
+	Epoch      uint64
+	Since      time.Time
+	Last       Decision
+	Peer       PeerBeat
+	PeerKnown  bool
+	PeerHeard  time.Time // last beat on any path
+	Contact    time.Time // send time of our newest acknowledged beat
+	Paths      map[Path]bool
+	Tiebreaker bool // answered within the threshold
+	PublicOK   bool
+	Witness    bool // lease held
+	Busy       string
+	Alerts     []string
+}
+
+// View returns the machine's view at now.
+func (m *Machine) View(now time.Time) View {
+	v := View{State: m.state, Epoch: m.epoch, Since: m.since, Last: m.last, Peer: m.peer, PeerKnown: m.peerKnown,
+		PeerHeard: m.heard(), Contact: m.contact(), Paths: map[Path]bool{},
+		Tiebreaker: m.tiebreakerOK(now), PublicOK: m.publicOK(now), Witness: m.witnessHeld}
+	if m.actionBusy != 0 {
+		v.Busy = m.actionBusy.String()
+	}
+	for p := range m.paths {
+		v.Paths[p] = m.PathUp(p, now)
+	}
+	for _, p := range []Path{PathLink, PathPublic} {
+		if !v.Paths[p] {
+			v.Alerts = append(v.Alerts, fmt.Sprintf("%s path to the peer is down", p))
+		}
+	}
+	if m.opt.Tiebreaker && !v.Tiebreaker {
+		v.Alerts = append(v.Alerts, "tiebreaker unreachable: this node's public network may be down")
+	}
+	if !m.opt.Tiebreaker && !m.opt.Witness {
+		v.Alerts = append(v.Alerts, "no tiebreaker and no witness configured: automatic failover is off")
+	}
+	if m.peerKnown && m.peerFresh(now) && !m.peer.PublicOK {
+		v.Alerts = append(v.Alerts, "the peer reports its public network down")
+	}
+	if m.opt.Witness && !m.witnessHeld && m.state.Serving() {
+		v.Alerts = append(v.Alerts, "serving without the witness lease (the peer is in contact)")
+	}
+	if m.state == Fenced {
+		v.Alerts = append(v.Alerts, "fenced: "+m.last.Reason)
+	}
+	return v
 }

@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// net describes the world around the node under test for feed: which paths
+// world describes the world around the node under test for feed: which paths
 // carry the peer's beats and acks, whether the tiebreaker answers, and what
 // the peer says.
-type net struct {
+type world struct {
 	link, public bool
 	tiebreaker   bool
 	peer         PeerBeat
@@ -21,7 +21,7 @@ type net struct {
 var (
 	passivePeer = PeerBeat{Role: Passive, Epoch: 1, PublicOK: true}
 	activePeer  = PeerBeat{Role: Active, Epoch: 1, PublicOK: true}
-	healthy     = func(p PeerBeat) net { return net{link: true, public: true, tiebreaker: true, peer: p} }
+	healthy     = func(p PeerBeat) world { return world{link: true, public: true, tiebreaker: true, peer: p} }
 )
 
 type harness struct {
@@ -62,7 +62,7 @@ func (h *harness) mustStep(d time.Duration, ev Event) []Action {
 
 // feed runs the node for d in 100 ms ticks in world n: beats and acks every
 // 200 ms on the paths that are up, a tiebreaker probe every 500 ms.
-func (h *harness) feed(d time.Duration, n net) {
+func (h *harness) feed(d time.Duration, n world) {
 	h.t.Helper()
 	end := h.now.Add(d)
 	for h.now.Before(end) {
@@ -87,7 +87,7 @@ func (h *harness) feed(d time.Duration, n net) {
 }
 
 // feedUntil feeds until the node reaches state want, or fails after max.
-func (h *harness) feedUntil(max time.Duration, n net, want State) time.Duration {
+func (h *harness) feedUntil(max time.Duration, n world, want State) time.Duration {
 	h.t.Helper()
 	start := h.now
 	for h.now.Sub(start) < max {
@@ -149,7 +149,7 @@ func TestTableRows(t *testing.T) {
 	t.Run("passive/peer silent, tiebreaker answers: promote after threshold+margin", func(t *testing.T) {
 		h := passiveNode(t, tb)
 		from, last := len(h.acts), h.lastBeat
-		h.feedUntil(10*time.Second, net{tiebreaker: true}, Promoting)
+		h.feedUntil(10*time.Second, world{tiebreaker: true}, Promoting)
 		if took := h.now.Sub(last); took < T+M || took > T+M+500*time.Millisecond {
 			t.Fatalf("promoted %s after the last beat, want within [%s, %s]", took, T+M, T+M+500*time.Millisecond)
 		}
@@ -162,7 +162,7 @@ func TestTableRows(t *testing.T) {
 
 	t.Run("passive/peer silent, tiebreaker silent: isolated, never promote", func(t *testing.T) {
 		h := passiveNode(t, tb)
-		h.feed(60*time.Second, net{})
+		h.feed(60*time.Second, world{})
 		h.expect(Passive, 1)
 		if !strings.Contains(h.m.Last().Reason, "started") {
 			t.Fatalf("unexpected decision %q", h.m.Last().Reason)
@@ -171,7 +171,7 @@ func TestTableRows(t *testing.T) {
 
 	t.Run("passive/heartbeat link down, public alive: no failover", func(t *testing.T) {
 		h := passiveNode(t, tb)
-		h.feed(60*time.Second, net{public: true, tiebreaker: true, peer: activePeer})
+		h.feed(60*time.Second, world{public: true, tiebreaker: true, peer: activePeer})
 		h.expect(Passive, 1)
 		if h.m.PathUp(PathLink, h.now) || !h.m.PathUp(PathPublic, h.now) {
 			t.Fatal("path view wrong: link should be down, public up")
@@ -180,7 +180,7 @@ func TestTableRows(t *testing.T) {
 
 	t.Run("passive/own public network down: nothing changes, heartbeats say so", func(t *testing.T) {
 		h := passiveNode(t, tb)
-		h.feed(30*time.Second, net{link: true, peer: activePeer})
+		h.feed(30*time.Second, world{link: true, peer: activePeer})
 		h.expect(Passive, 1)
 		if h.m.Heartbeat(h.now).PublicOK {
 			t.Fatal("heartbeat still claims PublicOK")
@@ -189,14 +189,14 @@ func TestTableRows(t *testing.T) {
 
 	t.Run("passive/without tiebreaker or witness: never promotes by itself", func(t *testing.T) {
 		h := passiveNode(t, Options{})
-		h.feed(60*time.Second, net{tiebreaker: true})
+		h.feed(60*time.Second, world{tiebreaker: true})
 		h.expect(Passive, 1)
 	})
 
 	t.Run("active/peer lost, tiebreaker silent: self-fence within the threshold", func(t *testing.T) {
 		h := activeNode(t, tb)
 		from := len(h.acts)
-		took := h.feedUntil(10*time.Second, net{}, Fenced)
+		took := h.feedUntil(10*time.Second, world{}, Fenced)
 		if took > T {
 			t.Fatalf("fenced %s after the last ack, want at most %s", took, T)
 		}
@@ -211,24 +211,24 @@ func TestTableRows(t *testing.T) {
 	t.Run("active/peer lost, tiebreaker answers: standalone", func(t *testing.T) {
 		h := activeNode(t, tb)
 		from := len(h.acts)
-		h.feedUntil(10*time.Second, net{tiebreaker: true}, Standalone)
+		h.feedUntil(10*time.Second, world{tiebreaker: true}, Standalone)
 		if h.took(from, ActUnserve) {
 			t.Fatal("standalone stopped serving")
 		}
-		h.feed(60*time.Second, net{tiebreaker: true})
+		h.feed(60*time.Second, world{tiebreaker: true})
 		h.expect(Standalone, 1)
 	})
 
 	t.Run("standalone/peer back: active", func(t *testing.T) {
 		h := activeNode(t, tb)
-		h.feedUntil(10*time.Second, net{tiebreaker: true}, Standalone)
+		h.feedUntil(10*time.Second, world{tiebreaker: true}, Standalone)
 		h.feedUntil(2*time.Second, healthy(passivePeer), Active)
 	})
 
 	t.Run("standalone/tiebreaker lost too: fence", func(t *testing.T) {
 		h := activeNode(t, tb)
-		h.feedUntil(10*time.Second, net{tiebreaker: true}, Standalone)
-		took := h.feedUntil(10*time.Second, net{}, Fenced)
+		h.feedUntil(10*time.Second, world{tiebreaker: true}, Standalone)
+		took := h.feedUntil(10*time.Second, world{}, Fenced)
 		if took > T+500*time.Millisecond {
 			t.Fatalf("fenced after %s", took)
 		}
@@ -236,14 +236,14 @@ func TestTableRows(t *testing.T) {
 
 	t.Run("active/heartbeat link down, public alive: keep serving", func(t *testing.T) {
 		h := activeNode(t, tb)
-		h.feed(60*time.Second, net{public: true, tiebreaker: true, peer: passivePeer})
+		h.feed(60*time.Second, world{public: true, tiebreaker: true, peer: passivePeer})
 		h.expect(Active, 1)
 	})
 
 	t.Run("active/own public down, link alive, peer's public up: hand over", func(t *testing.T) {
 		h := activeNode(t, tb)
 		from := len(h.acts)
-		took := h.feedUntil(10*time.Second, net{link: true, peer: passivePeer}, Demoting)
+		took := h.feedUntil(10*time.Second, world{link: true, peer: passivePeer}, Demoting)
 		if took > T+time.Second {
 			t.Fatalf("handover after %s", took)
 		}
@@ -261,24 +261,24 @@ func TestTableRows(t *testing.T) {
 		h := activeNode(t, tb)
 		p := passivePeer
 		p.PublicOK = false
-		h.feed(30*time.Second, net{link: true, peer: p})
+		h.feed(30*time.Second, world{link: true, peer: p})
 		h.expect(Active, 1)
 	})
 
 	t.Run("demoting/handover done: passive", func(t *testing.T) {
 		h := activeNode(t, tb)
-		h.feedUntil(10*time.Second, net{link: true, peer: passivePeer}, Demoting)
+		h.feedUntil(10*time.Second, world{link: true, peer: passivePeer}, Demoting)
 		h.done(ActHandOver, nil)
 		h.expect(Passive, 1)
 		// The peer promotes to epoch 2; we follow it as passive.
 		p := PeerBeat{Role: Active, Epoch: 2, PublicOK: true}
-		h.feed(time.Second, net{link: true, peer: p})
+		h.feed(time.Second, world{link: true, peer: p})
 		h.expect(Passive, 2)
 	})
 
 	t.Run("demoting/handover failed: fenced", func(t *testing.T) {
 		h := activeNode(t, tb)
-		h.feedUntil(10*time.Second, net{link: true, peer: passivePeer}, Demoting)
+		h.feedUntil(10*time.Second, world{link: true, peer: passivePeer}, Demoting)
 		h.done(ActHandOver, errors.New("final send: link down"))
 		h.expect(Fenced, 1)
 	})
@@ -299,17 +299,17 @@ func TestTableRows(t *testing.T) {
 		h.expect(Active, 2)
 
 		h = passiveNode(t, tb)
-		h.feedUntil(10*time.Second, net{tiebreaker: true}, Promoting)
+		h.feedUntil(10*time.Second, world{tiebreaker: true}, Promoting)
 		h.done(ActServe, nil)
 		h.expect(Standalone, 2)
 	})
 
 	t.Run("promoting/serve failed: fenced, retried after the threshold", func(t *testing.T) {
 		h := passiveNode(t, tb)
-		h.feedUntil(10*time.Second, net{tiebreaker: true}, Promoting)
+		h.feedUntil(10*time.Second, world{tiebreaker: true}, Promoting)
 		h.done(ActServe, errors.New("rollback: dataset is busy"))
 		h.expect(Fenced, 2)
-		took := h.feedUntil(10*time.Second, net{tiebreaker: true}, Promoting)
+		took := h.feedUntil(10*time.Second, world{tiebreaker: true}, Promoting)
 		if took < T {
 			t.Fatalf("retried after %s, want at least %s", took, T)
 		}
@@ -356,7 +356,7 @@ func TestTableRows(t *testing.T) {
 		h := passiveNode(t, tb)
 		h.mustStep(20*time.Second, Tick{})
 		h.expect(Passive, 1)
-		took := h.feedUntil(10*time.Second, net{tiebreaker: true}, Promoting)
+		took := h.feedUntil(10*time.Second, world{tiebreaker: true}, Promoting)
 		if took < T+M {
 			t.Fatalf("promoted %s after resuming, want at least %s", took, T+M)
 		}
@@ -406,7 +406,7 @@ func TestTableRows(t *testing.T) {
 
 	t.Run("restart/fenced, peer silent, tiebreaker answers: promote only after threshold+margin of its own", func(t *testing.T) {
 		h := newHarness(t, tb, Persisted{State: Active, Epoch: 1})
-		took := h.feedUntil(10*time.Second, net{tiebreaker: true}, Promoting)
+		took := h.feedUntil(10*time.Second, world{tiebreaker: true}, Promoting)
 		if took < T+M {
 			t.Fatalf("promoted %s after start", took)
 		}
@@ -425,10 +425,10 @@ func TestTableRows(t *testing.T) {
 
 	t.Run("admin/failover --force without a peer or arbiter sticks", func(t *testing.T) {
 		h := passiveNode(t, Options{})
-		h.feed(10*time.Second, net{})
+		h.feed(10*time.Second, world{})
 		h.mustStep(0, AdminPromote{})
 		h.done(ActServe, nil)
-		h.feed(30*time.Second, net{})
+		h.feed(30*time.Second, world{})
 		h.expect(Standalone, 2)
 	})
 
@@ -470,7 +470,7 @@ func TestTableRows(t *testing.T) {
 		h.mustStep(0, Witness{Held: true})
 		h.feedUntil(time.Second, healthy(passivePeer), Promoting)
 		h.done(ActServe, nil)
-		h.feedUntil(10*time.Second, net{}, Standalone)
+		h.feedUntil(10*time.Second, world{}, Standalone)
 		h.mustStep(0, Witness{Held: false})
 		h.expect(Fenced, 1)
 	})
@@ -478,7 +478,7 @@ func TestTableRows(t *testing.T) {
 	t.Run("witness/passive campaigns after threshold+margin, promotes when it holds the lease", func(t *testing.T) {
 		h := passiveNode(t, Options{Witness: true})
 		from := len(h.acts)
-		h.feed(T+M+300*time.Millisecond, net{})
+		h.feed(T+M+300*time.Millisecond, world{})
 		h.expect(Passive, 1)
 		if !h.took(from, ActCampaign) {
 			t.Fatal("no campaign")
@@ -494,8 +494,8 @@ func TestSequences(t *testing.T) {
 		a, p := activeNode(t, tb), passiveNode(t, tb)
 		for i := range 120 {
 			link := i%2 == 0
-			a.feed(500*time.Millisecond, net{link: link, public: true, tiebreaker: true, peer: passivePeer})
-			p.feed(500*time.Millisecond, net{link: link, public: true, tiebreaker: true, peer: activePeer})
+			a.feed(500*time.Millisecond, world{link: link, public: true, tiebreaker: true, peer: passivePeer})
+			p.feed(500*time.Millisecond, world{link: link, public: true, tiebreaker: true, peer: activePeer})
 		}
 		a.expect(Active, 1)
 		p.expect(Passive, 1)
@@ -504,17 +504,17 @@ func TestSequences(t *testing.T) {
 	t.Run("both paths flapping out of phase: no failover", func(t *testing.T) {
 		p := passiveNode(t, tb)
 		for i := range 60 {
-			p.feed(time.Second, net{link: i%2 == 0, public: i%2 == 1, tiebreaker: true, peer: activePeer})
+			p.feed(time.Second, world{link: i%2 == 0, public: i%2 == 1, tiebreaker: true, peer: activePeer})
 		}
 		p.expect(Passive, 1)
 	})
 
 	t.Run("restart while fenced keeps fenced and the epoch", func(t *testing.T) {
 		h := activeNode(t, tb)
-		h.feedUntil(10*time.Second, net{}, Fenced)
+		h.feedUntil(10*time.Second, world{}, Fenced)
 		s, e := h.m.State()
 		h2 := newHarness(t, tb, Persisted{State: s, Epoch: e})
-		h2.feed(30*time.Second, net{})
+		h2.feed(30*time.Second, world{})
 		h2.expect(Fenced, 1)
 	})
 

@@ -54,7 +54,8 @@ const sentRing = 256
 const rttWindow = 1024
 
 // Run sends heartbeats until ctx ends, reconnecting with backoff (100 ms
-// doubling to 5 s) when the path fails.
+// doubling to 1 s: a path that comes back must be seen well within the
+// loss threshold) when the path fails.
 func (h *Heartbeater) Run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -73,7 +74,7 @@ func (h *Heartbeater) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		backoff = min(backoff*2, time.Second)
 	}
 }
 

@@ -1,0 +1,565 @@
+package failover
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/transport"
+)
+
+// Executor carries out the machine's long actions. Every method must be
+// idempotent and safe to re-run after a crash at any step; ctx is cancelled
+// when the machine fences while the action runs.
+type Executor interface {
+	// Serve promotes this node under epoch: partial receives aborted,
+	// replicas rolled back to the latest consistent snapshot, writable,
+	// mounted, shares exported, VIP up, epoch recorded on the roots.
+	Serve(ctx context.Context, epoch uint64) error
+	// Unserve fences: VIP down, shares unexported. Replication state stays.
+	Unserve(ctx context.Context) error
+	// HandOver sends the final incremental (writes are already stopped) and
+	// then asks the peer to promote, through ask.
+	HandOver(ctx context.Context, epoch uint64, ask func(context.Context) error) error
+	// Rejoin makes this node a replica of the peer's epoch.
+	Rejoin(ctx context.Context, epoch uint64) error
+}
+
+// Arbiter is the optional external witness (failover/witness on etcd).
+type Arbiter interface {
+	Campaign(ctx context.Context) (token int64, err error)
+	Held() (token int64, ok bool)
+	Resign(ctx context.Context) error
+}
+
+// Pinger pets a watchdog; the node pets it from its decision loop only, so a
+// hung loop stops the petting and the kernel reboots the machine.
+type Pinger interface{ Pet() error }
+
+// PathConfig is one heartbeat path: where we listen and where the peer is.
+type PathConfig struct {
+	Path     Path
+	Listen   string
+	PeerAddr string
+}
+
+// Node runs one node of the pair: heartbeats on every path, the tiebreaker,
+// the witness and the watchdog feed one Machine from one goroutine, and its
+// actions are carried out by Exec, one at a time.
+type Node struct {
+	Options  Options
+	Persist  StateFile
+	Initial  Persisted // used when the state file does not exist yet
+	Paths    []PathConfig
+	Sec      transport.Security
+	Exec     Executor
+	Data     transport.Handler // replication requests from the peer
+	Stall    time.Duration
+	Probe    func(ctx context.Context) error // nil: no tiebreaker
+	ProbeTTL time.Duration                   // per probe, and the probe interval
+	Witness  Arbiter
+	Watchdog Pinger
+	// OnChange is called from the loop after each transition (to start and
+	// stop replication); it must not block.
+	OnChange func(State, uint64)
+	// Newest reports this node's newest snapshot for heartbeats.
+	Newest func() string
+	Log    *slog.Logger
+	// Epochs are epochs recorded elsewhere (the zrepl-ha:epoch property of
+	// the roots); the node starts with the highest of these and the file's.
+	Epochs []uint64
+
+	events  chan event
+	started time.Time
+
+	mu      sync.Mutex
+	machine *Machine // for View under mu; owned by the loop otherwise
+	beats   []*transport.Heartbeater
+	cancel  context.CancelFunc // the action in flight
+	hbState PeerBeat
+	lastWit bool
+	actions chan Action
+}
+
+type event struct {
+	ev    Event
+	reply chan error
+}
+
+// ErrNotRunning is returned by admin requests when the loop is not running.
+var ErrNotRunning = errors.New("the failover loop is not running")
+
+func (n *Node) log() *slog.Logger {
+	if n.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return n.Log
+}
+
+// Init loads the persisted state and builds the machine. Run calls it if
+// the caller did not.
+func (n *Node) Init(now time.Time) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.machine != nil {
+		return nil
+	}
+	p, ok, err := n.Persist.Load()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		p = n.Initial
+		if p.State == 0 {
+			p.State = Passive
+		}
+	}
+	for _, e := range n.Epochs {
+		p.Epoch = max(p.Epoch, e)
+	}
+	if n.Options.Timing == (Timing{}) {
+		n.Options.Timing = DefaultTiming
+	}
+	n.Options.Tiebreaker = n.Probe != nil
+	n.Options.Witness = n.Witness != nil
+	n.machine = NewMachine(n.Options, p, now)
+	n.started = now
+	s, e := n.machine.State()
+	n.hbState = PeerBeat{Role: s, Epoch: e}
+	if !ok {
+		if err := n.Persist.Save(Persisted{State: s, Epoch: e}, now); err != nil {
+			return err
+		}
+	}
+	n.events = make(chan event, 4096)
+	n.actions = make(chan Action, 64)
+	return nil
+}
+
+// Run runs the node until ctx ends.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Init(time.Now()); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	// Nothing is served at start: whatever a previous run left (a VIP, an
+	// exports file) goes before the first decision.
+	if err := n.Exec.Unserve(ctx); err != nil {
+		return fmt.Errorf("clean up at start: %w", err)
+	}
+	var lns []*transport.Listener
+	for _, p := range n.Paths {
+		ln, err := transport.Listen(p.Listen, n.Options.Name, n.Options.PeerName, n.Sec, n.log())
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("listen on the %s path: %w", p.Path, err)
+		}
+		lns = append(lns, ln)
+		wg.Add(1)
+		go func() { defer wg.Done(); n.accept(ctx, p.Path, ln) }()
+		hb := &transport.Heartbeater{Path: string(p.Path), Addr: p.PeerAddr, Local: n.Options.Name, Peer: n.Options.PeerName,
+			Sec: n.Sec, Interval: n.Options.Timing.Interval, Payload: n.payload, Log: n.log(),
+			OnAck: func(sent time.Time) { n.post(Ack{Path: p.Path, Sent: sent}) }}
+		n.mu.Lock()
+		n.beats = append(n.beats, hb)
+		n.mu.Unlock()
+		wg.Add(1)
+		go func() { defer wg.Done(); hb.Run(ctx) }()
+	}
+	if n.Probe != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.probeLoop(ctx) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); n.executor(ctx) }()
+	n.loop(ctx)
+	return nil
+}
+
+func (n *Node) accept(ctx context.Context, p Path, ln *transport.Listener) {
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		c, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			n.log().Warn("accept", "path", p, "err", err)
+			continue
+		}
+		switch c.Purpose {
+		case transport.PurposeControl:
+			go transport.ServeHeartbeats(ctx, c, n.Options.Timing.Threshold, func(_ string, hb transport.Heartbeat) {
+				n.post(Beat{Path: p, PeerBeat: PeerBeat{Role: State(hb.Role), Epoch: hb.Epoch, PublicOK: hb.PublicOK, Newest: hb.NewestSnapshot}})
+			})
+		default:
+			go func() {
+				if err := transport.Serve(ctx, c, dataHandler{n}, n.stall()); err != nil && ctx.Err() == nil {
+					n.log().Warn("request from the peer failed", "path", p, "err", err)
+				}
+			}()
+		}
+	}
+}
+
+func (n *Node) stall() time.Duration {
+	if n.Stall > 0 {
+		return n.Stall
+	}
+	return 30 * time.Second
+}
+
+// post hands an event to the loop without blocking the caller (a heartbeat
+// reader must never stall); a full queue drops it, which the machine
+// tolerates like a lost heartbeat.
+func (n *Node) post(ev Event) {
+	select {
+	case n.events <- event{ev: ev}:
+	default:
+		n.log().Warn("failover event queue full; event dropped", "event", fmt.Sprintf("%T", ev))
+	}
+}
+
+// request hands an admin or peer request to the loop and waits for the
+// machine's answer.
+func (n *Node) request(ctx context.Context, ev Event) error {
+	if n.events == nil {
+		return ErrNotRunning
+	}
+	r := make(chan error, 1)
+	select {
+	case n.events <- event{ev: ev, reply: r}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Promote is `zrepl-ha failover --force`.
+func (n *Node) Promote(ctx context.Context, ignorePeer bool) error {
+	return n.request(ctx, AdminPromote{IgnorePeer: ignorePeer})
+}
+
+// Demote is `zrepl-ha demote`.
+func (n *Node) Demote(ctx context.Context) error { return n.request(ctx, AdminDemote{}) }
+
+// Switchover is `zrepl-ha switchover`.
+func (n *Node) Switchover(ctx context.Context) error { return n.request(ctx, AdminSwitchover{}) }
+
+func (n *Node) payload() transport.Heartbeat {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	b := n.hbState
+	return transport.Heartbeat{Role: uint8(b.Role), Epoch: b.Epoch, PublicOK: b.PublicOK, NewestSnapshot: b.Newest}
+}
+
+func (n *Node) probeLoop(ctx context.Context) {
+	every := n.ProbeTTL
+	if every <= 0 {
+		every = 500 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		sent := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, every)
+		err := n.Probe(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		n.post(Probe{OK: err == nil, Sent: sent})
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) loop(ctx context.Context) {
+	tick := time.NewTicker(n.Options.Timing.Interval / 2)
+	defer tick.Stop()
+	for {
+		var ev event
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			ev = event{ev: Tick{}}
+			if n.Watchdog != nil {
+				if err := n.Watchdog.Pet(); err != nil {
+					n.log().Error("watchdog pet failed", "err", err)
+				}
+			}
+			if n.Witness != nil {
+				_, held := n.Witness.Held()
+				if held != n.lastWit {
+					n.lastWit = held
+					n.step(ctx, Witness{Held: held})
+				}
+			}
+		case ev = <-n.events:
+		}
+		err := n.step(ctx, ev.ev)
+		if ev.reply != nil {
+			ev.reply <- err
+		}
+	}
+}
+
+// step feeds one event and starts its actions. Persisting happens here,
+// before anything that depends on it runs.
+func (n *Node) step(ctx context.Context, ev Event) error {
+	now := time.Now()
+	n.mu.Lock()
+	m := n.machine
+	before, be := m.State()
+	acts, err := m.Step(now, ev)
+	after, ae := m.State()
+	hb := m.Heartbeat(now)
+	if n.Newest != nil {
+		hb.Newest = n.Newest()
+	}
+	n.hbState = hb
+	last := m.Last()
+	n.mu.Unlock()
+	if before != after || be != ae {
+		n.log().Info("failover decision", "from", before.String(), "to", after.String(), "epoch", ae, "reason", last.Reason)
+	}
+	for i, a := range acts {
+		switch a.Kind {
+		case ActPersist:
+			if perr := n.Persist.Save(Persisted{State: a.State, Epoch: a.Epoch}, now); perr != nil {
+				n.log().Error("cannot persist the failover state; not acting on it", "err", perr)
+				// Never serve under an epoch that a restart would not know.
+				for _, b := range acts[i+1:] {
+					if b.Kind == ActServe || b.Kind == ActHandOver || b.Kind == ActRejoin {
+						return errors.Join(err, n.step(ctx, Done{Action: b.Kind, Err: perr}))
+					}
+				}
+			}
+		case ActUnserve:
+			// Fencing wins over a promotion or handover in flight.
+			n.mu.Lock()
+			if n.cancel != nil {
+				n.cancel()
+			}
+			n.mu.Unlock()
+			n.actions <- a
+		case ActCampaign:
+			if n.Witness != nil {
+				go func() {
+					if _, err := n.Witness.Campaign(ctx); err != nil && ctx.Err() == nil {
+						n.log().Warn("witness campaign failed", "err", err)
+					}
+				}()
+			}
+		case ActResign:
+			if n.Witness != nil {
+				go func() {
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					defer cancel()
+					if err := n.Witness.Resign(rctx); err != nil {
+						n.log().Warn("witness resign failed", "err", err)
+					}
+				}()
+			}
+		default:
+			n.actions <- a
+		}
+	}
+	if (before != after || be != ae) && n.OnChange != nil {
+		n.OnChange(after, ae)
+	}
+	return err
+}
+
+// executor runs actions one at a time, in order.
+func (n *Node) executor(ctx context.Context) {
+	for {
+		var a Action
+		select {
+		case <-ctx.Done():
+			return
+		case a = <-n.actions:
+		}
+		actx, cancel := context.WithCancel(ctx)
+		n.mu.Lock()
+		if a.Kind != ActUnserve {
+			n.cancel = cancel
+		}
+		n.mu.Unlock()
+		start := time.Now()
+		var err error
+		switch a.Kind {
+		case ActServe:
+			err = n.Exec.Serve(actx, a.Epoch)
+		case ActUnserve:
+			err = n.Exec.Unserve(context.WithoutCancel(actx))
+		case ActHandOver:
+			err = n.Exec.HandOver(actx, a.Epoch, func(ctx context.Context) error { return n.askHandover(ctx, a.Epoch) })
+		case ActRejoin:
+			err = n.Exec.Rejoin(actx, a.Epoch)
+		}
+		cancel()
+		n.mu.Lock()
+		n.cancel = nil
+		n.mu.Unlock()
+		n.log().Info("failover action", "action", a.String(), "took", time.Since(start).Round(time.Millisecond), "err", err)
+		if ctx.Err() != nil {
+			return
+		}
+		n.post(Done{Action: a.Kind, Err: err})
+	}
+}
+
+// Handover over the data connection: a small JSON call the data handler
+// routes to the loop before anything else sees it.
+type handoverCall struct {
+	Method string `json:"method"`
+	Epoch  uint64 `json:"epoch"`
+}
+
+const methodHandover = "failover.handover"
+
+func (n *Node) askHandover(ctx context.Context, epoch uint64) error {
+	body, _ := json.Marshal(handoverCall{Method: methodHandover, Epoch: epoch})
+	var last error
+	// The link first, then the public path.
+	for _, p := range n.Paths {
+		c, err := transport.Dial(ctx, p.PeerAddr, n.Options.Name, n.Options.PeerName, transport.PurposeData, n.Sec, n.log())
+		if err != nil {
+			last = err
+			continue
+		}
+		_, err = c.Call(ctx, body, 30*time.Second)
+		c.Close()
+		if err == nil {
+			return nil
+		}
+		var pe *transport.PeerError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("the peer refused the handover: %w", err)
+		}
+		last = err
+	}
+	return fmt.Errorf("ask the peer to take over: %w", last)
+}
+
+type dataHandler struct{ n *Node }
+
+func (h dataHandler) Call(ctx context.Context, body []byte) ([]byte, error) {
+	var c handoverCall
+	if json.Unmarshal(body, &c) == nil && c.Method == methodHandover {
+		if err := h.n.request(ctx, HandoverRequest{PeerEpoch: c.Epoch}); err != nil {
+			return nil, err
+		}
+		return []byte("{}"), nil
+	}
+	if h.n.Data == nil {
+		return nil, fmt.Errorf("this node does not accept replication")
+	}
+	return h.n.Data.Call(ctx, body)
+}
+
+func (h dataHandler) Stream(ctx context.Context, body []byte, r io.Reader) transport.End {
+	if h.n.Data == nil {
+		return transport.ErrorEnd(fmt.Errorf("this node does not accept replication"))
+	}
+	return h.n.Data.Stream(ctx, body, r)
+}
+
+// Status is the node's state for `zrepl-ha status` and metrics.
+type Status struct {
+	Node       string        `json:"node"`
+	Peer       string        `json:"peer"`
+	Role       string        `json:"role"`
+	Epoch      uint64        `json:"epoch"`
+	Since      time.Time     `json:"since"`
+	Uptime     time.Duration `json:"uptime_ns"`
+	Paths      []PathStatus  `json:"paths"`
+	Tiebreaker *ArbiterState `json:"tiebreaker,omitempty"`
+	Witness    *ArbiterState `json:"witness,omitempty"`
+	PeerView   *PeerStatus   `json:"peer_view,omitempty"`
+	Decision   DecisionJSON  `json:"last_decision"`
+	Busy       string        `json:"busy,omitempty"`
+	Alerts     []string      `json:"alerts"`
+}
+
+// PathStatus is one heartbeat path.
+type PathStatus struct {
+	Path    string        `json:"path"`
+	Up      bool          `json:"up"`
+	RTT     time.Duration `json:"rtt_ns"`
+	RTTP99  time.Duration `json:"rtt_p99_ns"`
+	LastAck time.Time     `json:"last_ack"`
+}
+
+// ArbiterState is the tiebreaker's or witness's answer.
+type ArbiterState struct {
+	OK bool `json:"ok"`
+}
+
+// PeerStatus is what the peer's last heartbeat said.
+type PeerStatus struct {
+	Role     string    `json:"role"`
+	Epoch    uint64    `json:"epoch"`
+	PublicOK bool      `json:"public_ok"`
+	Newest   string    `json:"newest_snapshot"`
+	Heard    time.Time `json:"heard"`
+}
+
+// DecisionJSON is the last decision.
+type DecisionJSON struct {
+	At     time.Time `json:"at"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Epoch  uint64    `json:"epoch"`
+	Reason string    `json:"reason"`
+}
+
+// Status returns the node's status now.
+func (n *Node) Status() Status {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.machine == nil {
+		return Status{Node: n.Options.Name, Role: "starting"}
+	}
+	v := n.machine.View(now)
+	s := Status{Node: n.Options.Name, Peer: n.Options.PeerName, Role: v.State.String(), Epoch: v.Epoch,
+		Since: v.Since, Uptime: now.Sub(n.started), Busy: v.Busy, Alerts: v.Alerts,
+		Decision: DecisionJSON{At: v.Last.At, From: stateOrNone(v.Last.From), To: v.Last.To.String(), Epoch: v.Last.Epoch, Reason: v.Last.Reason}}
+	for _, hb := range n.beats {
+		ps := hb.Status()
+		s.Paths = append(s.Paths, PathStatus{Path: ps.Path, Up: v.Paths[Path(ps.Path)], RTT: ps.RTT, RTTP99: ps.RTTP99, LastAck: ps.LastAck})
+	}
+	if n.Options.Tiebreaker {
+		s.Tiebreaker = &ArbiterState{OK: v.Tiebreaker}
+	}
+	if n.Options.Witness {
+		s.Witness = &ArbiterState{OK: v.Witness}
+	}
+	if v.PeerKnown {
+		s.PeerView = &PeerStatus{Role: v.Peer.Role.String(), Epoch: v.Peer.Epoch, PublicOK: v.Peer.PublicOK, Newest: v.Peer.Newest, Heard: v.PeerHeard}
+	}
+	return s
+}

@@ -1,0 +1,323 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/transport"
+)
+
+// cable is a loopback TCP forwarder that a test can pull and plug back.
+type cable struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  []net.Conn
+}
+
+func newCable(t *testing.T, target string) *cable {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cable{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); c.pull() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			if c.cut {
+				c.mu.Unlock()
+				in.Close()
+				continue
+			}
+			out, err := net.DialTimeout("tcp", target, time.Second)
+			if err != nil {
+				c.mu.Unlock()
+				in.Close()
+				continue
+			}
+			c.conns = append(c.conns, in, out)
+			c.mu.Unlock()
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return c
+}
+
+func (c *cable) addr() string { return c.ln.Addr().String() }
+
+func (c *cable) pull() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = true
+	for _, x := range c.conns {
+		x.Close()
+	}
+	c.conns = nil
+}
+
+func (c *cable) plug() {
+	c.mu.Lock()
+	c.cut = false
+	c.mu.Unlock()
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// recExec records the actions a node carried out.
+type recExec struct {
+	mu      sync.Mutex
+	log     []string
+	serving atomic.Bool
+	epoch   atomic.Uint64
+}
+
+func (e *recExec) add(s string) { e.mu.Lock(); e.log = append(e.log, s); e.mu.Unlock() }
+func (e *recExec) Serve(ctx context.Context, epoch uint64) error {
+	e.add("serve")
+	e.serving.Store(true)
+	e.epoch.Store(epoch)
+	return nil
+}
+func (e *recExec) Unserve(ctx context.Context) error { e.add("unserve"); e.serving.Store(false); return nil }
+func (e *recExec) HandOver(ctx context.Context, epoch uint64, ask func(context.Context) error) error {
+	e.add("handover")
+	return ask(ctx)
+}
+func (e *recExec) Rejoin(ctx context.Context, epoch uint64) error { e.add("rejoin"); return nil }
+func (e *recExec) has(s string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, x := range e.log {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+type pair struct {
+	a, b           *Node
+	ea, eb         *recExec
+	link, pub      [2]*cable // [0]: to a, [1]: to b
+	publicA, gw    atomic.Bool
+	publicB        atomic.Bool
+	timing         Timing
+	cancelA, cancB context.CancelFunc
+	mk             func(name string) *Node
+	t              *testing.T
+}
+
+// run starts n until the returned cancel is called (and waits for it to
+// stop then, and at the end of the test).
+func (p *pair) run(n *Node) context.CancelFunc {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := n.Run(ctx); err != nil {
+			p.t.Errorf("%s: %v", n.Options.Name, err)
+		}
+	}()
+	stop := func() { cancel(); <-done }
+	p.t.Cleanup(stop)
+	return stop
+}
+
+var fastTiming = Timing{Interval: 50 * time.Millisecond, Threshold: 600 * time.Millisecond, Margin: 400 * time.Millisecond}
+
+func startPair(t *testing.T) *pair {
+	p := &pair{ea: &recExec{}, eb: &recExec{}, timing: fastTiming}
+	p.publicA.Store(true)
+	p.publicB.Store(true)
+	p.gw.Store(true)
+	aLink, aPub, bLink, bPub := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	p.link = [2]*cable{newCable(t, aLink), newCable(t, bLink)}
+	p.pub = [2]*cable{newCable(t, aPub), newCable(t, bPub)}
+	dir := t.TempDir()
+	mk := func(name, peer string, e *recExec, init State, lLink, lPub string, toLink, toPub *cable, pubOK *atomic.Bool) *Node {
+		return &Node{
+			Options: Options{Name: name, PeerName: peer, Timing: p.timing},
+			Persist: StateFile{Path: filepath.Join(dir, name, "state.json")},
+			Initial: Persisted{State: init},
+			Paths:   []PathConfig{{PathLink, lLink, toLink.addr()}, {PathPublic, lPub, toPub.addr()}},
+			Sec:     transport.Security{Plaintext: true},
+			Exec:    e,
+			Probe: func(ctx context.Context) error {
+				if pubOK.Load() && p.gw.Load() {
+					return nil
+				}
+				<-ctx.Done()
+				return errors.New("no answer")
+			},
+			ProbeTTL: 100 * time.Millisecond,
+		}
+	}
+	p.mk = func(name string) *Node {
+		if name == "a" {
+			return mk("a", "b", p.ea, Active, aLink, aPub, p.link[1], p.pub[1], &p.publicA)
+		}
+		return mk("b", "a", p.eb, Passive, bLink, bPub, p.link[0], p.pub[0], &p.publicB)
+	}
+	p.t = t
+	p.a, p.b = p.mk("a"), p.mk("b")
+	p.cancelA, p.cancB = p.run(p.a), p.run(p.b)
+	return p
+}
+
+func waitRole(t *testing.T, n *Node, role string, max time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < max {
+		if n.Status().Role == role {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := n.Status()
+	t.Fatalf("%s: not %s after %s: %s (%s)", n.Options.Name, role, max, s.Role, s.Decision.Reason)
+	return 0
+}
+
+func waitPeer(t *testing.T, n *Node, role string, max time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(max); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if s := n.Status(); s.PeerView != nil && s.PeerView.Role == role {
+			return
+		}
+	}
+	t.Fatalf("%s: peer not seen %s within %s", n.Options.Name, role, max)
+}
+
+func holdRole(t *testing.T, n *Node, role string, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if s := n.Status(); s.Role != role {
+			t.Fatalf("%s: became %s (%s), want it to stay %s", n.Options.Name, s.Role, s.Decision.Reason, role)
+		}
+	}
+}
+
+// Two real nodes on loopback, real transport and heartbeats, cables that
+// can be pulled; only the executor is a recorder. The timing is shortened
+// (threshold 600 ms) so the test runs in seconds.
+func TestNodePairOnLoopback(t *testing.T) {
+	p := startPair(t)
+	waitRole(t, p.a, "active", 5*time.Second)
+	waitRole(t, p.b, "passive", time.Second)
+	waitPeer(t, p.b, "active", time.Second)
+	waitPeer(t, p.a, "passive", time.Second)
+	if !p.ea.serving.Load() || p.eb.serving.Load() {
+		t.Fatal("executors disagree with the roles")
+	}
+
+	t.Run("status", func(t *testing.T) {
+		s := p.a.Status()
+		if len(s.Paths) != 2 || !s.Paths[0].Up || !s.Paths[1].Up || s.PeerView == nil || s.PeerView.Role != "passive" || s.Tiebreaker == nil || !s.Tiebreaker.OK {
+			t.Fatalf("status %+v", s)
+		}
+	})
+
+	t.Run("admin promote refused while the peer is active", func(t *testing.T) {
+		if err := p.b.Promote(context.Background(), false); err == nil {
+			t.Fatal("accepted")
+		}
+	})
+
+	t.Run("heartbeat cable pulled: no failover", func(t *testing.T) {
+		p.link[0].pull()
+		p.link[1].pull()
+		holdRole(t, p.b, "passive", 4*p.timing.Threshold)
+		waitRole(t, p.a, "active", 0+time.Millisecond)
+		if up := p.a.Status().Paths[0].Up; up {
+			t.Fatal("link still shown up")
+		}
+		p.link[0].plug()
+		p.link[1].plug()
+	})
+
+	t.Run("active isolated: fences within the threshold, passive promotes after threshold+margin", func(t *testing.T) {
+		start := time.Now()
+		for _, c := range append(p.link[:], p.pub[:]...) {
+			c.pull()
+		}
+		p.publicA.Store(false)
+		fenced := waitRole(t, p.a, "fenced", 5*time.Second)
+		for i := 0; p.ea.serving.Load(); i++ {
+			if i > 100 {
+				t.Fatal("fenced but still serving after 1s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		waitRole(t, p.b, "standalone", 5*time.Second)
+		promoted := time.Since(start)
+		t.Logf("fenced after %s, promoted+served after %s", fenced, promoted)
+		if promoted < p.timing.Threshold+p.timing.Margin {
+			t.Fatalf("promoted after %s, before threshold+margin", promoted)
+		}
+		if p.eb.epoch.Load() != 1 {
+			t.Fatalf("served at epoch %d", p.eb.epoch.Load())
+		}
+		// Cables back: the old active rejoins under the new epoch.
+		p.publicA.Store(true)
+		for _, c := range append(p.link[:], p.pub[:]...) {
+			c.plug()
+		}
+		waitRole(t, p.a, "passive", 5*time.Second)
+		waitRole(t, p.b, "active", 5*time.Second)
+		waitPeer(t, p.b, "passive", time.Second)
+		if !p.ea.has("rejoin") || p.a.Status().Epoch != 1 {
+			t.Fatalf("old active: %v, epoch %d", p.ea.log, p.a.Status().Epoch)
+		}
+	})
+
+	t.Run("switchover back", func(t *testing.T) {
+		if err := p.b.Switchover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		waitRole(t, p.a, "active", 5*time.Second)
+		waitRole(t, p.b, "passive", 5*time.Second)
+		if p.a.Status().Epoch != 2 || !p.eb.has("handover") || p.eb.serving.Load() {
+			t.Fatalf("epoch %d, b log %v", p.a.Status().Epoch, p.eb.log)
+		}
+	})
+
+	t.Run("restart of the active: resumes by consent under the same epoch", func(t *testing.T) {
+		waitPeer(t, p.a, "passive", time.Second)
+		p.cancelA()
+		persisted, _, err := p.a.Persist.Load()
+		if err != nil || persisted.State != Active || persisted.Epoch != 2 {
+			t.Fatalf("persisted %+v, %v", persisted, err)
+		}
+		p.a = p.mk("a")
+		p.cancelA = p.run(p.a)
+		if s := p.a.Status(); s.Role != "fenced" && s.Role != "starting" {
+			t.Fatalf("restarted as %s", s.Role)
+		}
+		waitRole(t, p.a, "active", 5*time.Second)
+		if s := p.a.Status(); s.Epoch != 2 {
+			t.Fatalf("resumed at epoch %d", s.Epoch)
+		}
+		holdRole(t, p.b, "passive", 2*p.timing.Threshold)
+	})
+}

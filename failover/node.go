@@ -56,7 +56,9 @@ type Node struct {
 	Persist  StateFile
 	Initial  Persisted // used when the state file does not exist yet
 	Paths    []PathConfig
-	Sec      transport.Security
+	Sec      transport.Security // for dialing the peer
+	// ListenSec protects the listeners (TLS server side); zero uses Sec.
+	ListenSec transport.Security
 	Exec     Executor
 	Data     transport.Handler // replication requests from the peer
 	Stall    time.Duration
@@ -159,7 +161,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	var lns []*transport.Listener
 	for _, p := range n.Paths {
-		ln, err := transport.Listen(p.Listen, n.Options.Name, n.Options.PeerName, n.Sec, n.log())
+		lsec := n.ListenSec
+		if lsec == (transport.Security{}) {
+			lsec = n.Sec
+		}
+		ln, err := transport.Listen(p.Listen, n.Options.Name, n.Options.PeerName, lsec, n.log())
 		if err != nil {
 			for _, l := range lns {
 				l.Close()

@@ -40,6 +40,7 @@ func newApp() *cli.Command {
 			newZFSCommand(),
 			newReplicateCommand(),
 			newCertCommand(),
+			newRunCommand(),
 		},
 		// main prints errors and picks the exit code; without this handler
 		// cli would print some errors itself and call os.Exit.

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/zrepl-ha/zrepl-ha/failover"
+	"github.com/zrepl-ha/zrepl-ha/failover/probe"
+	"github.com/zrepl-ha/zrepl-ha/failover/vip"
+	"github.com/zrepl-ha/zrepl-ha/failover/watchdog"
+	"github.com/zrepl-ha/zrepl-ha/failover/witness"
+	"github.com/zrepl-ha/zrepl-ha/internal/config"
+	"github.com/zrepl-ha/zrepl-ha/scheduler"
+	"github.com/zrepl-ha/zrepl-ha/transport"
+	"github.com/zrepl-ha/zrepl-ha/transport/zfsrpc"
+	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
+)
+
+func newRunCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run this node of the pair (the daemon)",
+		Description: "Runs heartbeats on every path, the tiebreaker, the failover decision, and, while\n" +
+			"this node is active, the snapshot -> replicate -> prune cycle to the peer. It\n" +
+			"answers `zrepl-ha status`, `failover`, `demote` and `switchover` on\n" +
+			"node.control_socket. The decision rules are in docs/failover.md.\n\n" +
+			"Example:\n" +
+			"   zrepl-ha --config /etc/zrepl-ha/alpha.yaml run",
+		Action: func(ctx context.Context, c *cli.Command) error {
+			return runDaemon(ctx, c.String("config"), c.Root().ErrWriter)
+		},
+	}
+}
+
+// runDaemon builds the node from the config and runs it until ctx ends.
+func runDaemon(ctx context.Context, path string, errw io.Writer) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Shares.NFS)+len(cfg.Shares.SMB) > 0 {
+		// Refuse rather than promote without the exports an admin expects.
+		return &config.Errors{{File: path, Path: "shares",
+			Msg: "NFS and SMB exports are not implemented in this version; remove shares: to run the pair without them"}}
+	}
+	log := newLogger(cfg, errw)
+	z := zfsrepl.NewExec(zfsrepl.Binaries{}, log)
+
+	sec, lsec, err := security(cfg, log)
+	if err != nil {
+		return err
+	}
+	var roots []string
+	for _, r := range cfg.Replication.Roots {
+		roots = append(roots, r.Source)
+	}
+	epochs, err := failover.RootEpochs(ctx, z, roots)
+	if err != nil {
+		return err
+	}
+
+	rep := &replicator{cfg: cfg, z: z, sec: sec, log: log, locks: &scheduler.Locks{}}
+	svc := &failover.Services{ZFS: z, Roots: roots, Final: rep.final, Log: log}
+	if cfg.VIP.Enabled() {
+		v := &vip.VIP{Prefix: cfg.VIP.Prefix(), Interface: cfg.VIP.Interface, Log: log}
+		if err := v.Validate(); err != nil {
+			return err
+		}
+		svc.VIP = v
+	}
+
+	init := failover.Persisted{State: failover.Passive}
+	if cfg.Peer.InitialRole == config.RoleActive {
+		init.State = failover.Active
+	}
+	paths := []failover.PathConfig{{Path: failover.PathLink, Listen: cfg.Node.ListenLink, PeerAddr: cfg.Peer.LinkAddress}}
+	if cfg.Node.ListenPublic != "" && cfg.Peer.PublicAddress != "" {
+		paths = append(paths, failover.PathConfig{Path: failover.PathPublic, Listen: cfg.Node.ListenPublic, PeerAddr: cfg.Peer.PublicAddress})
+	}
+	node := &failover.Node{
+		Options: failover.Options{Name: cfg.Node.Name, PeerName: cfg.Peer.Name, Timing: failover.Timing{
+			Interval: time.Duration(cfg.Heartbeat.Interval), Threshold: time.Duration(cfg.Heartbeat.LossThreshold),
+			Margin: time.Duration(cfg.Heartbeat.FenceMargin)}},
+		Persist: failover.StateFile{Path: filepath.Join(cfg.Node.StateDir, "state.json")},
+		Initial: init,
+		Paths:   paths,
+		Sec:       sec,
+		ListenSec: lsec,
+		Exec:      svc,
+		Data: &zfsrpc.Server{Receiver: &zfsrepl.LocalReceiver{ZFS: z, Sender: cfg.Peer.Name},
+			Roots: roots, Log: log},
+		Stall:    time.Duration(cfg.Transport.StallTimeout),
+		Epochs:   epochs,
+		OnChange: rep.onChange,
+		Log:      log,
+	}
+	if len(cfg.Tiebreaker.Targets) > 0 {
+		pr := &probe.Prober{Targets: cfg.Tiebreaker.Targets, Timeout: time.Duration(cfg.Tiebreaker.Timeout), Log: log}
+		node.Probe = func(ctx context.Context) error {
+			if r := pr.ProbeOnce(ctx); !r.Reachable {
+				return errors.New("no tiebreaker target answered")
+			}
+			return nil
+		}
+	}
+	if wc, ok := witness.FromConfig(cfg); ok {
+		w, err := witness.New(wc)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		node.Witness = witnessArbiter{w}
+	}
+	if cfg.Watchdog.Device != "" {
+		wd, err := watchdog.Open(cfg.Watchdog.Device, watchdog.Options{Log: log})
+		if err != nil {
+			return err
+		}
+		// Closed (magic close) only on a clean return; a crash leaves the
+		// watchdog armed so the node reboots.
+		defer wd.Close()
+		node.Watchdog = wd
+	}
+	if err := node.Init(time.Now()); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- failover.ServeControl(ctx, cfg.Node.ControlSocket, node, log) }()
+	err = node.Run(ctx)
+	rep.stop()
+	cancel()
+	if cerr := <-errc; err == nil && cerr != nil && !errors.Is(cerr, context.Canceled) {
+		err = cerr
+	}
+	return err
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	o := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+// security returns the dialing and the listening side's protection.
+func security(cfg *config.Config, log *slog.Logger) (dial, listen transport.Security, err error) {
+	t := cfg.Transport.TLS
+	if t.InsecurePlaintext {
+		p := transport.Security{Plaintext: true}
+		return p, p, nil
+	}
+	files, err := transport.LoadTLS(t.Cert, t.Key, t.PeerCert)
+	if err != nil {
+		return dial, listen, err
+	}
+	log.Info("tls", "fingerprint", files.Fingerprint(), "peer_fingerprint", files.PeerFingerprint())
+	return transport.Security{TLS: files.ClientConfig()}, transport.Security{TLS: files.ServerConfig()}, nil
+}
+
+// witnessArbiter adapts the etcd witness to the node's Arbiter.
+type witnessArbiter struct{ w *witness.Witness }
+
+func (a witnessArbiter) Campaign(ctx context.Context) (int64, error) {
+	l, err := a.w.Campaign(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return l.Token, nil
+}
+func (a witnessArbiter) Held() (int64, bool)              { return a.w.Held() }
+func (a witnessArbiter) Resign(ctx context.Context) error { return a.w.Resign(ctx) }
+
+// replicator runs the snapshot -> replicate -> prune cycle of every root
+// while this node serves.
+type replicator struct {
+	cfg   *config.Config
+	z     zfsrepl.ZFS
+	sec   transport.Security
+	log   *slog.Logger
+	locks *scheduler.Locks
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	stopFn func()
+	eng    *zfsrepl.Engine
+}
+
+func (r *replicator) engine() *zfsrepl.Engine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.eng == nil {
+		r.eng = &zfsrepl.Engine{ZFS: r.z, Peer: r.cfg.Peer.Name, MaxStreamBytes: int64(r.cfg.Replication.MaxStreamSize), Log: r.log,
+			Plan: zfsrepl.PlanOptions{InitialAll: r.cfg.Replication.InitialSend == config.InitialSendAll, Raw: rawPolicy[r.cfg.Replication.Raw]}}
+	}
+	return r.eng
+}
+
+var rawPolicy = map[config.RawMode]zfsrepl.RawPolicy{
+	config.RawAuto: zfsrepl.RawAuto, config.RawAlways: zfsrepl.RawAlways, config.RawNever: zfsrepl.RawNever}
+
+var compressionMode = map[config.Compression]transport.Mode{
+	config.CompressionZstd: transport.ModeZstd, config.CompressionLZ4: transport.ModeLZ4,
+	config.CompressionNone: transport.ModeNone, config.CompressionAuto: transport.ModeAuto}
+
+func (r *replicator) cycles() ([]*scheduler.Cycle, error) {
+	src, err := scheduler.NewGrid(r.cfg.Retention.Source)
+	if err != nil {
+		return nil, err
+	}
+	rcv := &zfsrpc.Client{Addr: r.cfg.Peer.LinkAddress, Local: r.cfg.Node.Name, Peer: r.cfg.Peer.Name, Sec: r.sec, Log: r.log,
+		Stream: transport.StreamOptions{Mode: compressionMode[r.cfg.Transport.Compression], Stall: time.Duration(r.cfg.Transport.StallTimeout), Level: r.cfg.Transport.ZstdLevel,
+			BytesPerSec: int64(r.cfg.Transport.BandwidthLimit)}}
+	var out []*scheduler.Cycle
+	for _, root := range r.cfg.Replication.Roots {
+		out = append(out, &scheduler.Cycle{ZFS: r.z, Engine: r.engine(), Receiver: rcv,
+			Root: zfsrepl.Root{Source: root.Source, Target: root.Target}, Source: src,
+			PruneUnreplicatedAbovePoolPercent: r.cfg.Retention.PruneUnreplicatedAbovePoolPercent,
+			Clock: scheduler.RealClock{}, Locks: r.locks, Log: r.log})
+	}
+	return out, nil
+}
+
+func (r *replicator) runAll(ctx context.Context) error {
+	cs, err := r.cycles()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		if _, err := c.Run(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// final is the handover's last cycle.
+func (r *replicator) final(ctx context.Context) error { return r.runAll(ctx) }
+
+// onChange starts the cadence while serving and stops it otherwise. It is
+// called from the failover loop and must not block: stopping waits for a
+// running cycle, so it happens in the background.
+func (r *replicator) onChange(s failover.State, _ uint64) {
+	serving := s == failover.Active || s == failover.Standalone
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if serving && r.stopFn == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		stop, err := scheduler.Schedule(r.cfg.Snapshots.Cadence, func() {
+			if err := r.runAll(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("replication cycle", "err", err)
+			}
+		}, r.log)
+		if err != nil {
+			cancel()
+			r.log.Error("cannot schedule replication", "err", err)
+			return
+		}
+		r.cancel, r.stopFn = cancel, stop
+		return
+	}
+	if !serving && r.stopFn != nil {
+		cancel, stop := r.cancel, r.stopFn
+		r.cancel, r.stopFn = nil, nil
+		cancel()
+		go stop()
+	}
+}
+
+func (r *replicator) stop() {
+	r.onChange(failover.Passive, 0)
+}

@@ -1,0 +1,243 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/internal/command"
+	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
+)
+
+// EpochProperty records the epoch a root was last served under. Receives
+// exclude it (zfs recv -x), so each node's value is its own.
+const EpochProperty = "zrepl-ha:epoch"
+
+// VIPHolder brings the virtual IP up and down (failover/vip.VIP).
+type VIPHolder interface {
+	Up(ctx context.Context) error
+	Down(ctx context.Context) error
+}
+
+// Services is the real Executor: promotion on ZFS, the VIP, and the final
+// incremental of a handover. NFS and SMB exports arrive with the shares
+// (issue 7); until then the daemon refuses a config that lists shares.
+type Services struct {
+	ZFS   zfsrepl.ZFS
+	Roots []string // this node's replicated roots (replication.roots[].source)
+	VIP   VIPHolder
+	// Final runs one snapshot -> replicate cycle per root to the peer, for
+	// a handover. Writes must already be stopped.
+	Final func(ctx context.Context) error
+	// Mount mounts a dataset (zfs mount); nil uses the zfs binary.
+	Mount func(ctx context.Context, dataset string) error
+	Log   *slog.Logger
+}
+
+var _ Executor = (*Services)(nil)
+
+func (s *Services) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+// stepLog runs one promotion step and logs its duration.
+func (s *Services) step(name string, f func() error) error {
+	start := time.Now()
+	err := f()
+	s.log().Info("promotion step", "step", name, "took", time.Since(start).Round(time.Millisecond), "err", err)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// Serve implements Executor. Every step is idempotent, so a crash anywhere
+// is repaired by running it again.
+func (s *Services) Serve(ctx context.Context, epoch uint64) error {
+	for _, root := range s.Roots {
+		tree, err := s.ZFS.Tree(ctx, root)
+		if err != nil {
+			return fmt.Errorf("promote %s: %w", root, err)
+		}
+		if err := s.step("abort partial receives of "+root, func() error {
+			for _, d := range tree {
+				if d.ResumeToken == "" {
+					continue
+				}
+				if err := s.ZFS.AbortResumable(ctx, d.Name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		replica, err := s.isReplica(ctx, root)
+		if err != nil {
+			return err
+		}
+		if replica {
+			if err := s.step("roll back "+root+" to the latest consistent snapshot", func() error { return s.rollback(ctx, root, tree) }); err != nil {
+				return err
+			}
+		}
+		if err := s.step("make "+root+" writable and mount it", func() error { return s.writable(ctx, tree) }); err != nil {
+			return err
+		}
+		if err := s.step("record epoch on "+root, func() error {
+			return s.ZFS.SetProperty(ctx, root, EpochProperty, strconv.FormatUint(epoch, 10))
+		}); err != nil {
+			return err
+		}
+	}
+	if s.VIP != nil {
+		if err := s.step("bring up the VIP", func() error { return s.VIP.Up(ctx) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isReplica: a root that received replication is readonly (the receive
+// policy sets it, and a rejoin or handover sets it back). A writable root
+// has been serving; promotion must not roll back its writes.
+func (s *Services) isReplica(ctx context.Context, root string) (bool, error) {
+	v, err := s.ZFS.GetProperty(ctx, root, "readonly")
+	if err != nil {
+		return false, err
+	}
+	return v == "on", nil
+}
+
+// rollback brings every dataset of a replica root to the root's latest
+// consistent cut: the newest snapshot name every dataset has.
+func (s *Services) rollback(ctx context.Context, root string, tree []zfsrepl.TreeDataset) error {
+	cut := zfsrepl.LatestConsistent(tree)
+	if cut == "" {
+		return fmt.Errorf("%s has no snapshot common to all its datasets: nothing consistent to promote", root)
+	}
+	for _, d := range tree {
+		newest := ""
+		for _, v := range d.Versions {
+			if v.Type != zfsrepl.Bookmark {
+				newest = v.Short()
+			}
+		}
+		if newest == cut && d.Written == 0 {
+			continue
+		}
+		// -r: snapshots after the cut are a later cycle that did not reach
+		// every dataset; they are not a consistent state.
+		if err := s.ZFS.Rollback(ctx, d.Name+"@"+cut, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Services) writable(ctx context.Context, tree []zfsrepl.TreeDataset) error {
+	for _, d := range tree {
+		for _, p := range [][2]string{{"readonly", "off"}, {"canmount", "on"}} {
+			if err := s.ZFS.SetProperty(ctx, d.Name, p[0], p[1]); err != nil {
+				return err
+			}
+		}
+		mount := s.Mount
+		if mount == nil {
+			mount = zfsMount
+		}
+		if err := mount(ctx, d.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// zfsMount runs zfs mount; an already mounted dataset is fine.
+func zfsMount(ctx context.Context, dataset string) error {
+	var r command.Runner
+	_, err := r.Command(ctx, "zfs", "mount", dataset).Output()
+	var ce *command.Error
+	if errors.As(err, &ce) && strings.Contains(ce.Stderr, "already mounted") {
+		return nil
+	}
+	return err
+}
+
+// Unserve implements Executor: the VIP goes first, so clients stop
+// reaching this node at once.
+func (s *Services) Unserve(ctx context.Context) error {
+	if s.VIP != nil {
+		return s.step("drop the VIP", func() error { return s.VIP.Down(ctx) })
+	}
+	return nil
+}
+
+// HandOver implements Executor: the final incremental, then this node's
+// roots become replicas, then the peer is asked to promote.
+func (s *Services) HandOver(ctx context.Context, epoch uint64, ask func(context.Context) error) error {
+	if s.Final != nil {
+		if err := s.step("final incremental", func() error { return s.Final(ctx) }); err != nil {
+			return err
+		}
+	}
+	if err := s.step("make roots replicas", func() error { return s.replicas(ctx) }); err != nil {
+		return err
+	}
+	return s.step("ask the peer to promote", func() error { return ask(ctx) })
+}
+
+// Rejoin implements Executor. The roots become replicas again so the new
+// active's incrementals can land. Writes taken here after the last common
+// snapshot are not rolled back: the next receive refuses them with a
+// conflict naming the dataset, and nothing is destroyed (the rescue
+// snapshot arrives with issue 7).
+func (s *Services) Rejoin(ctx context.Context, epoch uint64) error {
+	return s.step("make roots replicas", func() error { return s.replicas(ctx) })
+}
+
+func (s *Services) replicas(ctx context.Context) error {
+	for _, root := range s.Roots {
+		tree, err := s.ZFS.Tree(ctx, root)
+		if err != nil {
+			return err
+		}
+		for _, d := range tree {
+			if err := s.ZFS.SetProperty(ctx, d.Name, "readonly", "on"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RootEpochs reads EpochProperty of each root, for the node's start: the
+// node never starts under an epoch older than one its pool recorded.
+func RootEpochs(ctx context.Context, z zfsrepl.ZFS, roots []string) ([]uint64, error) {
+	var out []uint64
+	for _, r := range roots {
+		v, err := z.GetProperty(ctx, r, EpochProperty)
+		if err != nil {
+			if errors.Is(err, zfsrepl.ErrDatasetNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		if v == "" || v == "-" {
+			continue
+		}
+		e, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s=%q is not an epoch", r, EpochProperty, v)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}

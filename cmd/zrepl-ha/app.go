@@ -40,6 +40,10 @@ func newApp() *cli.Command {
 			newZFSCommand(),
 			newReplicateCommand(),
 			newCertCommand(),
+			newStatusCommand(),
+			newFailoverCommand(),
+			newDemoteCommand(),
+			newSwitchoverCommand(),
 			newRunCommand(),
 		},
 		// main prints errors and picks the exit code; without this handler

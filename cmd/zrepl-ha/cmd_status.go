@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/zrepl-ha/zrepl-ha/failover"
+)
+
+type statusOptions struct {
+	controlOptions
+	JSON bool
+	// Now and Loc render times ("3s ago", local time); tests fix them so
+	// the golden output is stable.
+	Now func() time.Time
+	Loc *time.Location
+}
+
+func newStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show this node's role, epoch, heartbeat paths, peer and last decision",
+		Description: "Asks the daemon on this machine over its control socket (node.control_socket\n" +
+			"in the config, root only). The human form shows the role and epoch, each\n" +
+			"heartbeat path with its RTT and p99, the tiebreaker and witness, what the\n" +
+			"peer's last heartbeat said, the last decision with its reason, the action in\n" +
+			"progress and alerts. --json prints the same as a JSON object (durations in ns).\n" +
+			"Exits 1 when no daemon answers.\n\n" +
+			"Example:\n" +
+			"   zrepl-ha status\n" +
+			"   zrepl-ha --config /etc/zrepl-ha/alpha.yaml status --json | jq .role",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
+			socketFlag(),
+		},
+		Action: func(ctx context.Context, c *cli.Command) error {
+			if c.Args().Present() {
+				return &usageError{fmt.Sprintf("status takes no arguments, got %q", c.Args().Slice())}
+			}
+			opts := statusOptions{controlOptions: controlOptionsFrom(c), JSON: c.Bool("json"), Now: time.Now, Loc: time.Local}
+			return runStatus(ctx, c.Root().Writer, opts)
+		},
+	}
+}
+
+func runStatus(ctx context.Context, out io.Writer, opts statusOptions) error {
+	cl, err := opts.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		data, err := json.MarshalIndent(st, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encoding status: %w", err)
+		}
+		_, err = fmt.Fprintf(out, "%s\n", data)
+		return err
+	}
+	_, err = io.WriteString(out, renderStatus(st, opts.Now(), opts.Loc))
+	return err
+}
+
+// renderStatus is the human table: a label column, then the value; the
+// paths and alerts continue on indented lines.
+func renderStatus(st failover.Status, now time.Time, loc *time.Location) string {
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-12s%s\n", label, fmt.Sprintf(format, args...))
+	}
+	const indent = "            "
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return fmt.Sprintf("%s (%s ago)", t.In(loc).Format("2006-01-02 15:04:05 MST"), ago(now, t))
+	}
+
+	if st.Peer != "" {
+		line("node", "%s (peer %s)", st.Node, st.Peer)
+	} else {
+		line("node", "%s", st.Node)
+	}
+	line("role", "%s, epoch %d", st.Role, st.Epoch)
+	line("since", "%s", at(st.Since))
+	line("uptime", "%s", st.Uptime.Round(time.Second))
+
+	if len(st.Paths) == 0 {
+		line("paths", "none")
+	} else {
+		var tb bytes.Buffer
+		tw := tabwriter.NewWriter(&tb, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PATH\tSTATE\tRTT\tP99\tLAST ACK")
+		for _, p := range st.Paths {
+			state := "down"
+			if p.Up {
+				state = "up"
+			}
+			lastAck := "never"
+			if !p.LastAck.IsZero() {
+				lastAck = ago(now, p.LastAck) + " ago"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Path, state, rtt(p.RTT), rtt(p.RTTP99), lastAck)
+		}
+		tw.Flush()
+		for i, l := range strings.Split(strings.TrimSuffix(tb.String(), "\n"), "\n") {
+			if i == 0 {
+				line("paths", "%s", strings.TrimRight(l, " "))
+			} else {
+				b.WriteString(indent + strings.TrimRight(l, " ") + "\n")
+			}
+		}
+	}
+
+	line("tiebreaker", "%s", arbiter(st.Tiebreaker, "reachable", "unreachable"))
+	line("witness", "%s", arbiter(st.Witness, "holds the lease", "does not hold the lease"))
+
+	if pv := st.PeerView; pv != nil {
+		public := "public network ok"
+		if !pv.PublicOK {
+			public = "public network DOWN"
+		}
+		newest := pv.Newest
+		if newest == "" {
+			newest = "none"
+		}
+		line("peer", "%s, epoch %d, %s, newest snapshot %s", pv.Role, pv.Epoch, public, newest)
+		b.WriteString(indent + "heard " + at(pv.Heard) + "\n")
+	} else {
+		line("peer", "not heard from since start")
+	}
+
+	if d := st.Decision; d.At.IsZero() {
+		line("decision", "none yet")
+	} else {
+		line("decision", "%s -> %s at epoch %d, %s", d.From, d.To, d.Epoch, at(d.At))
+		b.WriteString(indent + "reason: " + d.Reason + "\n")
+	}
+
+	busy := st.Busy
+	if busy == "" {
+		busy = "idle"
+	}
+	line("busy", "%s", busy)
+
+	if len(st.Alerts) == 0 {
+		line("alerts", "none")
+	} else {
+		for i, a := range st.Alerts {
+			if i == 0 {
+				line("alerts", "%s", a)
+			} else {
+				b.WriteString(indent + a + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+func arbiter(a *failover.ArbiterState, ok, notOK string) string {
+	switch {
+	case a == nil:
+		return "not configured"
+	case a.OK:
+		return ok
+	}
+	return notOK
+}
+
+// ago rounds the time since t for reading: milliseconds under a second,
+// tenths under a minute, whole seconds after.
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// rtt prints a round trip in milliseconds; "-" before the first sample.
+func rtt(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/failover"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// goldenNow is the clock of the golden status: every time in goldenStatus
+// is a fixed offset before it.
+var goldenNow = time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func goldenStatus() failover.Status {
+	return failover.Status{
+		Node: "alpha", Peer: "beta", Role: "active", Epoch: 8,
+		Since:  goldenNow.Add(-2 * time.Hour),
+		Uptime: 26*time.Hour + 3*time.Minute + 4*time.Second + 500*time.Millisecond,
+		Paths: []failover.PathStatus{
+			{Path: "link", Up: true, RTT: 412 * time.Microsecond, RTTP99: 1250 * time.Microsecond, LastAck: goldenNow.Add(-180 * time.Millisecond)},
+			{Path: "public", Up: false, RTT: 2 * time.Millisecond, RTTP99: 9500 * time.Microsecond, LastAck: goldenNow.Add(-12400 * time.Millisecond)},
+		},
+		Tiebreaker: &failover.ArbiterState{OK: true},
+		PeerView: &failover.PeerStatus{Role: "passive", Epoch: 8, PublicOK: false,
+			Newest: "tank/data@zrepl-ha_20300601_115500", Heard: goldenNow.Add(-180 * time.Millisecond)},
+		Decision: failover.DecisionJSON{At: goldenNow.Add(-2 * time.Hour), From: "promoting", To: "active", Epoch: 8,
+			Reason: "promotion finished"},
+		Busy:   "replicate",
+		Alerts: []string{"public path down: replication uses the heartbeat link", "peer's public network is down"},
+	}
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -run %s -update rewrites it)\n--- got\n%s--- want\n%s", path, t.Name(), got, want)
+	}
+}
+
+func TestStatusGolden(t *testing.T) {
+	sock := serveFake(t, &fakeDaemon{status: goldenStatus()})
+	for _, tc := range []struct {
+		golden string
+		json   bool
+	}{{"status.golden", false}, {"status.json.golden", true}} {
+		t.Run(tc.golden, func(t *testing.T) {
+			var out bytes.Buffer
+			opts := statusOptions{controlOptions: controlOptions{Socket: sock}, JSON: tc.json,
+				Now: func() time.Time { return goldenNow }, Loc: time.UTC}
+			if err := runStatus(context.Background(), &out, opts); err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, tc.golden, out.Bytes())
+		})
+	}
+}
+
+// TestStatusStarting: a daemon that has not started its loop has almost
+// nothing to say; the table must still render.
+func TestStatusStarting(t *testing.T) {
+	got := renderStatus(failover.Status{Node: "alpha", Role: "starting"}, goldenNow, time.UTC)
+	for _, want := range []string{"role        starting, epoch 0", "paths       none", "tiebreaker  not configured",
+		"peer        not heard from since start", "decision    none yet", "alerts      none"} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+}
+
+func TestStatusNoDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	code, stdout, stderr := runMain(t, "status", "--socket", sock)
+	want := "zrepl-ha: no zrepl-ha daemon answers on " + sock + ": is `zrepl-ha run` started?\n"
+	if code != exitFailure || stdout != "" || stderr != want {
+		t.Fatalf("code %d stdout %q stderr %q, want 1 and %q", code, stdout, stderr, want)
+	}
+}
+
+// TestStatusSocketFromConfig: without --socket the path is the config's
+// node.control_socket; a missing config is a config error.
+func TestStatusSocketFromConfig(t *testing.T) {
+	code, _, stderr := runMain(t, "-c", exampleConfig, "status")
+	if code != exitFailure || !strings.Contains(stderr, "no zrepl-ha daemon answers on /") {
+		t.Fatalf("code %d stderr %q", code, stderr)
+	}
+	code, _, stderr = runMain(t, "-c", filepath.Join(t.TempDir(), "none.yaml"), "status")
+	if code != exitUsage {
+		t.Fatalf("missing config: code %d stderr %q", code, stderr)
+	}
+}

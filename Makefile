@@ -7,7 +7,7 @@ LAB     := $(GO) run ./fixtures/lab/cmd/lab
 SUMMARY := $(GO) run ./fixtures/testsummary
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Packages that have platform tests (real ZFS in the lab VM).
-PLATFORM_PKGS := zfsrepl cmd/zrepl-ha transport/zfsrpc scheduler
+PLATFORM_PKGS := zfsrepl cmd/zrepl-ha transport/zfsrpc scheduler failover/watchdog failover/vip
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -34,12 +34,15 @@ test:
 	bash fixtures/lab/install.sh || rc=1; \
 	echo "== platform tests: $(PLATFORM_PKGS) (real OpenZFS in a TCG VM)"; \
 	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -timeout 15m -- -test.run '^TestPlatform' -test.parallel 4 || rc=1; \
-	echo "== lab tests (boot, panic and hang handling on the host)"; \
+	echo "== witness tests (a real etcd on loopback)"; \
+	bash fixtures/etcd/install.sh || rc=1; \
+	$(GO) test -tags platform -count=1 -json -run '^TestPlatformWitness' ./failover/witness > $(OUT)/platform-witness.json || rc=1; \
+	echo "== lab tests (boot, panic, hang and watchdog handling on the host)"; \
 	$(GO) test -tags platform -count=1 -json -run '^TestPlatformLab' ./fixtures/lab > $(OUT)/platform-lab.json || rc=1; \
 	left=ok; $(LAB) leftovers || left=fail; \
 	echo "== summary"; \
 	$(SUMMARY) -check "go vet=$$vet" -check "no lab leftovers=$$left" \
-	  $(PLATFORM_JSON) -noskip $(OUT)/platform-lab.json $(OUT)/unit.json || rc=1; \
+	  $(PLATFORM_JSON) -noskip $(OUT)/platform-witness.json -noskip $(OUT)/platform-lab.json $(OUT)/unit.json || rc=1; \
 	exit $$rc
 
 unit:
@@ -73,4 +76,4 @@ clean:
 # a baseline measured in the same run (see docs/benchmarks.md).
 bench: lab-install
 	@mkdir -p $(OUT)
-	$(LAB) gotest -pkgs ./zfsrepl -jsondir $(OUT) -mem 6144 -timeout 40m -- -test.run '^$$' -test.bench 'BenchmarkPlatform' -test.benchtime 1x
+	$(LAB) gotest -pkgs ./zfsrepl,./scheduler -jsondir $(OUT) -mem 6144 -timeout 60m -- -test.run '^$$' -test.bench 'BenchmarkPlatform' -test.benchtime 1x

@@ -261,9 +261,9 @@ type Machine struct {
 	// whose public cable comes back hears the tiebreaker before the peer's
 	// first heartbeat on that path.
 	probeOKSince time.Time
-	probeFailAt time.Time // send time of the first failure since the last success
-	witnessHeld bool
-	campaigning bool
+	probeFailAt  time.Time // send time of the first failure since the last success
+	witnessHeld  bool
+	campaigning  bool
 
 	actionBusy ActionKind // the long action in flight (serve, handover, rejoin), 0 if none
 	failedAt   time.Time  // when the last promotion failed, for backoff

@@ -52,20 +52,20 @@ type PathConfig struct {
 // the witness and the watchdog feed one Machine from one goroutine, and its
 // actions are carried out by Exec, one at a time.
 type Node struct {
-	Options  Options
-	Persist  StateFile
-	Initial  Persisted // used when the state file does not exist yet
-	Paths    []PathConfig
-	Sec      transport.Security // for dialing the peer
+	Options Options
+	Persist StateFile
+	Initial Persisted // used when the state file does not exist yet
+	Paths   []PathConfig
+	Sec     transport.Security // for dialing the peer
 	// ListenSec protects the listeners (TLS server side); zero uses Sec.
 	ListenSec transport.Security
-	Exec     Executor
-	Data     transport.Handler // replication requests from the peer
-	Stall    time.Duration
-	Probe    func(ctx context.Context) error // nil: no tiebreaker
-	ProbeTTL time.Duration                   // per probe, and the probe interval
-	Witness  Arbiter
-	Watchdog Pinger
+	Exec      Executor
+	Data      transport.Handler // replication requests from the peer
+	Stall     time.Duration
+	Probe     func(ctx context.Context) error // nil: no tiebreaker
+	ProbeTTL  time.Duration                   // per probe, and the probe interval
+	Witness   Arbiter
+	Watchdog  Pinger
 	// OnChange is called from the loop after each transition (to start and
 	// stop replication); it must not block.
 	OnChange func(State, uint64)

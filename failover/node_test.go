@@ -99,7 +99,11 @@ func (e *recExec) Serve(ctx context.Context, epoch uint64) error {
 	e.epoch.Store(epoch)
 	return nil
 }
-func (e *recExec) Unserve(ctx context.Context) error { e.add("unserve"); e.serving.Store(false); return nil }
+func (e *recExec) Unserve(ctx context.Context) error {
+	e.add("unserve")
+	e.serving.Store(false)
+	return nil
+}
 func (e *recExec) HandOver(ctx context.Context, epoch uint64, ask func(context.Context) error) error {
 	e.add("handover")
 	return ask(ctx)

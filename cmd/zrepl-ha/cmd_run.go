@@ -88,9 +88,9 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		Options: failover.Options{Name: cfg.Node.Name, PeerName: cfg.Peer.Name, Timing: failover.Timing{
 			Interval: time.Duration(cfg.Heartbeat.Interval), Threshold: time.Duration(cfg.Heartbeat.LossThreshold),
 			Margin: time.Duration(cfg.Heartbeat.FenceMargin)}},
-		Persist: failover.StateFile{Path: filepath.Join(cfg.Node.StateDir, "state.json")},
-		Initial: init,
-		Paths:   paths,
+		Persist:   failover.StateFile{Path: filepath.Join(cfg.Node.StateDir, "state.json")},
+		Initial:   init,
+		Paths:     paths,
 		Sec:       sec,
 		ListenSec: lsec,
 		Exec:      svc,
@@ -227,7 +227,7 @@ func (r *replicator) cycles() ([]*scheduler.Cycle, error) {
 		out = append(out, &scheduler.Cycle{ZFS: r.z, Engine: r.engine(), Receiver: rcv,
 			Root: zfsrepl.Root{Source: root.Source, Target: root.Target}, Source: src,
 			PruneUnreplicatedAbovePoolPercent: r.cfg.Retention.PruneUnreplicatedAbovePoolPercent,
-			Clock: scheduler.RealClock{}, Locks: r.locks, Log: r.log})
+			Clock:                             scheduler.RealClock{}, Locks: r.locks, Log: r.log})
 	}
 	return out, nil
 }

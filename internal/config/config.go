@@ -108,9 +108,9 @@ type TLS struct {
 type Heartbeat struct {
 	Interval      Duration `yaml:"interval"`
 	LossThreshold Duration `yaml:"loss_threshold"`
-	// FenceMargin is how much earlier than LossThreshold an active node that
-	// lost the peer stops serving, so that it is fenced before the passive
-	// may promote.
+	// FenceMargin is how much longer than LossThreshold the passive waits
+	// before it promotes; an active that lost the peer fences at
+	// LossThreshold, so it is fenced a margin before the passive serves.
 	FenceMargin Duration `yaml:"fence_margin"`
 }
 

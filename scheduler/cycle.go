@@ -199,8 +199,15 @@ type pruned struct {
 	unreplicated       []string
 }
 
+// pruneParallel is how many datasets of a root are pruned at once. Each
+// destroy is a zfs process waiting for a transaction group; side by side
+// they share the waits and the transaction groups (the engine does the
+// same with its bookmarks), which matters once a root has many datasets.
+const pruneParallel = 4
+
 // prune asks the grid what to destroy on every dataset of root and lets
-// zfsrepl.Prune refuse what must stay.
+// zfsrepl.Prune refuse what must stay. Datasets are pruned side by side;
+// an error on one does not stop the others.
 func prune(ctx context.Context, z zfsrepl.ZFS, side zfsrepl.Side, root string, grid Planner, now time.Time, allowUnreplicated bool) (pruned, error) {
 	var p pruned
 	tree, err := z.Tree(ctx, root)
@@ -210,6 +217,11 @@ func prune(ctx context.Context, z zfsrepl.ZFS, side zfsrepl.Side, root string, g
 		}
 		return p, err
 	}
+	type job struct {
+		versions []zfsrepl.Version
+		names    []string
+	}
+	var jobs []job
 	for _, d := range tree {
 		var shorts []string
 		for _, v := range d.Versions {
@@ -225,15 +237,27 @@ func prune(ctx context.Context, z zfsrepl.ZFS, side zfsrepl.Side, root string, g
 		for i, s := range destroy {
 			names[i] = d.Name + "@" + s
 		}
-		res, err := zfsrepl.Prune(ctx, z, side, d.Versions, names, allowUnreplicated)
+		jobs = append(jobs, job{d.Versions, names})
+	}
+	results := make([]*zfsrepl.PruneResult, len(jobs))
+	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, pruneParallel)
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i], errs[i] = zfsrepl.Prune(ctx, z, side, j.versions, j.names, allowUnreplicated)
+		}()
+	}
+	wg.Wait()
+	for _, res := range results {
 		if res != nil {
 			p.destroyed += len(res.Destroyed)
 			p.refused += len(res.Refused)
 			p.unreplicated = append(p.unreplicated, res.Unreplicated...)
 		}
-		if err != nil {
-			return p, err
-		}
 	}
-	return p, nil
+	return p, errors.Join(errs...)
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,4 +172,66 @@ func TestRetentionAcrossAFarFutureClock(t *testing.T) {
 		t.Fatalf("%d snapshots kept at most, allowed %d", maxCount, allowed)
 	}
 	t.Logf("at most %d kept (MaxKept %d + 60 far-future)", maxCount, grid.MaxKept(start, time.Second))
+}
+
+// treeFake is a root of several datasets whose destroys are recorded from
+// concurrent prunes; destroying a snapshot of failDataset fails.
+type treeFake struct {
+	zfsrepl.ZFS
+	tree        []zfsrepl.TreeDataset
+	failDataset string
+	mu          sync.Mutex
+	destroyed   []string
+}
+
+func (f *treeFake) Tree(ctx context.Context, root string) ([]zfsrepl.TreeDataset, error) {
+	return f.tree, nil
+}
+
+func (f *treeFake) Destroy(ctx context.Context, name string, fl zfsrepl.DestroyFlags) error {
+	if strings.HasPrefix(name, f.failDataset+"@") {
+		return errors.New("dataset is busy")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.destroyed = append(f.destroyed, name)
+	return nil
+}
+
+// TestPruneEveryDatasetSideBySide: every dataset of a root is pruned, and a
+// failing destroy on one dataset neither stops the others nor goes
+// unreported.
+func TestPruneEveryDatasetSideBySide(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	f := &treeFake{failDataset: "tank/data/c3"}
+	var want []string
+	for i := 0; i < 10; i++ {
+		ds := "tank/data"
+		if i > 0 {
+			ds = fmt.Sprintf("tank/data/c%d", i)
+		}
+		var vs []zfsrepl.Version
+		for seq := uint64(1); seq <= 5; seq++ {
+			vs = append(vs, zfsrepl.Version{Name: ds + "@" + zfsrepl.SnapshotName(t0.Add(time.Duration(seq)*time.Second), seq), Type: zfsrepl.Snapshot, CreateTXG: seq})
+		}
+		vs = append(vs, zfsrepl.Version{Name: ds + "#" + zfsrepl.CursorName("beta", vs[4].Short()), Type: zfsrepl.Bookmark, CreateTXG: 5})
+		f.tree = append(f.tree, zfsrepl.TreeDataset{Name: ds, Versions: vs})
+		if ds != f.failDataset {
+			want = append(want, vs[0].Name, vs[1].Name)
+		}
+	}
+	grid, err := NewGrid([]config.KeepRule{{Span: 4 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// At t0+6s, snapshots 1 and 2 are 4 s old or more: out of the grid.
+	p, err := prune(context.Background(), f, zfsrepl.SenderSide, "tank/data", grid, t0.Add(6*time.Second), false)
+	if err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("the failing dataset's error is lost: %v", err)
+	}
+	slices.Sort(f.destroyed)
+	slices.Sort(want)
+	if !slices.Equal(f.destroyed, want) || p.destroyed != len(want) {
+		t.Fatalf("destroyed %v (%d counted), want %v", f.destroyed, p.destroyed, want)
+	}
 }

@@ -222,6 +222,9 @@ func (r *replicator) cycles() ([]*scheduler.Cycle, error) {
 	rcv := &zfsrpc.Client{Addr: r.cfg.Peer.LinkAddress, Local: r.cfg.Node.Name, Peer: r.cfg.Peer.Name, Sec: r.sec, Log: r.log,
 		Stream: transport.StreamOptions{Mode: compressionMode[r.cfg.Transport.Compression], Stall: time.Duration(r.cfg.Transport.StallTimeout), Level: r.cfg.Transport.ZstdLevel,
 			BytesPerSec: int64(r.cfg.Transport.BandwidthLimit)}}
+	if r.cfg.Replication.DataOverPublic {
+		rcv.Fallback = r.cfg.Peer.PublicAddress
+	}
 	var out []*scheduler.Cycle
 	for _, root := range r.cfg.Replication.Roots {
 		out = append(out, &scheduler.Cycle{ZFS: r.z, Engine: r.engine(), Receiver: rcv,

@@ -45,7 +45,11 @@ const (
 
 // Client is zfsrepl.Receiver over the network.
 type Client struct {
-	Addr   string // the peer's transport address
+	Addr string // the peer's transport address
+	// Fallback, if set, is dialled when Addr does not answer: the public
+	// path when the heartbeat link is down and replication.data_over_public
+	// allows it.
+	Fallback string
 	Local  string // this node's name
 	Peer   string // the peer's name, checked in the handshake
 	Sec    transport.Security
@@ -56,7 +60,25 @@ type Client struct {
 var _ zfsrepl.Receiver = (*Client)(nil)
 
 func (c *Client) dial(ctx context.Context) (*transport.Conn, error) {
-	return transport.Dial(ctx, c.Addr, c.Local, c.Peer, transport.PurposeData, c.Sec, c.Log)
+	if c.Fallback == "" {
+		return transport.Dial(ctx, c.Addr, c.Local, c.Peer, transport.PurposeData, c.Sec, c.Log)
+	}
+	// Bound the first try so a dead link costs seconds, not the dial's
+	// whole budget.
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	conn, err := transport.Dial(dctx, c.Addr, c.Local, c.Peer, transport.PurposeData, c.Sec, c.Log)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return conn, err
+	}
+	conn, ferr := transport.Dial(ctx, c.Fallback, c.Local, c.Peer, transport.PurposeData, c.Sec, c.Log)
+	if ferr != nil {
+		return nil, fmt.Errorf("%w; fallback %s: %w", err, c.Fallback, ferr)
+	}
+	if c.Log != nil {
+		c.Log.Warn("replication uses the public path: the heartbeat link does not answer", "link", c.Addr, "public", c.Fallback, "err", err)
+	}
+	return conn, nil
 }
 
 func (c *Client) call(ctx context.Context, req request) ([]byte, error) {

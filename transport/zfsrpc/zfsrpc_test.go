@@ -115,3 +115,21 @@ func TestRemoteErrorsAreTyped(t *testing.T) {
 		}
 	}
 }
+
+// With the link address dead, the client reaches the peer on Fallback (the
+// public path, when data_over_public allows it).
+func TestFallbackAddress(t *testing.T) {
+	f := &fakeReceiver{tree: []zfsrepl.TreeDataset{{Name: "backup/data"}}}
+	c := setup(t, f)
+	c.Addr, c.Fallback = "127.0.0.1:1", c.Addr
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Tree(ctx, "backup/data"); err != nil {
+		t.Fatalf("tree through the fallback: %v", err)
+	}
+	c.Fallback = "127.0.0.1:2"
+	_, err := c.Tree(ctx, "backup/data")
+	if err == nil || !strings.Contains(err.Error(), "fallback 127.0.0.1:2") {
+		t.Fatalf("both dead: %v", err)
+	}
+}

@@ -36,6 +36,10 @@ type Services struct {
 	// Mount mounts a dataset (zfs mount); nil uses the zfs binary.
 	Mount func(ctx context.Context, dataset string) error
 	Log   *slog.Logger
+
+	// afterStep, in tests, runs after each promotion step and can fail it
+	// to simulate a crash right there.
+	afterStep func(step string) error
 }
 
 var _ Executor = (*Services)(nil)
@@ -51,6 +55,9 @@ func (s *Services) log() *slog.Logger {
 func (s *Services) step(name string, f func() error) error {
 	start := time.Now()
 	err := f()
+	if err == nil && s.afterStep != nil {
+		err = s.afterStep(name)
+	}
 	s.log().Info("promotion step", "step", name, "took", time.Since(start).Round(time.Millisecond), "err", err)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -62,16 +69,13 @@ func (s *Services) step(name string, f func() error) error {
 // is repaired by running it again.
 func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 	for _, root := range s.Roots {
-		tree, err := s.ZFS.Tree(ctx, root)
-		if err != nil {
-			return fmt.Errorf("promote %s: %w", root, err)
+		var rp RootPlan
+		if err := s.step("plan "+root, func() (err error) { rp, err = s.planRoot(ctx, root); return err }); err != nil {
+			return err
 		}
 		if err := s.step("abort partial receives of "+root, func() error {
-			for _, d := range tree {
-				if d.ResumeToken == "" {
-					continue
-				}
-				if err := s.ZFS.AbortResumable(ctx, d.Name); err != nil {
+			for _, a := range rp.Aborts {
+				if err := s.ZFS.AbortResumable(ctx, a.Dataset); err != nil {
 					return err
 				}
 			}
@@ -79,16 +83,19 @@ func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 		}); err != nil {
 			return err
 		}
-		replica, err := s.isReplica(ctx, root)
-		if err != nil {
+		if err := s.step("roll back "+root+" to "+rp.Snapshot, func() error {
+			for _, rb := range rp.Rollbacks {
+				// -r: snapshots after the cut are a later cycle that did not
+				// reach every dataset; they are not a consistent state.
+				if err := s.ZFS.Rollback(ctx, rb.Dataset+"@"+rb.To, true); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
-		if replica {
-			if err := s.step("roll back "+root+" to the latest consistent snapshot", func() error { return s.rollback(ctx, root, tree) }); err != nil {
-				return err
-			}
-		}
-		if err := s.step("make "+root+" writable and mount it", func() error { return s.writable(ctx, tree) }); err != nil {
+		if err := s.step("make "+root+" writable and mount it", func() error { return s.writable(ctx, root) }); err != nil {
 			return err
 		}
 		if err := s.step("record epoch on "+root, func() error {
@@ -116,33 +123,11 @@ func (s *Services) isReplica(ctx context.Context, root string) (bool, error) {
 	return v == "on", nil
 }
 
-// rollback brings every dataset of a replica root to the root's latest
-// consistent cut: the newest snapshot name every dataset has.
-func (s *Services) rollback(ctx context.Context, root string, tree []zfsrepl.TreeDataset) error {
-	cut := zfsrepl.LatestConsistent(tree)
-	if cut == "" {
-		return fmt.Errorf("%s has no snapshot common to all its datasets: nothing consistent to promote", root)
+func (s *Services) writable(ctx context.Context, root string) error {
+	tree, err := s.ZFS.Tree(ctx, root)
+	if err != nil {
+		return err
 	}
-	for _, d := range tree {
-		newest := ""
-		for _, v := range d.Versions {
-			if v.Type != zfsrepl.Bookmark {
-				newest = v.Short()
-			}
-		}
-		if newest == cut && d.Written == 0 {
-			continue
-		}
-		// -r: snapshots after the cut are a later cycle that did not reach
-		// every dataset; they are not a consistent state.
-		if err := s.ZFS.Rollback(ctx, d.Name+"@"+cut, true); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Services) writable(ctx context.Context, tree []zfsrepl.TreeDataset) error {
 	for _, d := range tree {
 		for _, p := range [][2]string{{"readonly", "off"}, {"canmount", "on"}} {
 			if err := s.ZFS.SetProperty(ctx, d.Name, p[0], p[1]); err != nil {

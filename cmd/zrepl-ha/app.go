@@ -45,6 +45,7 @@ func newApp() *cli.Command {
 			newDemoteCommand(),
 			newSwitchoverCommand(),
 			newRunCommand(),
+			newPromoteCommand(),
 		},
 		// main prints errors and picks the exit code; without this handler
 		// cli would print some errors itself and call os.Exit.

@@ -1,0 +1,183 @@
+//go:build platform
+
+package failover
+
+// Promotion on real OpenZFS in the lab VM: a replica with a half-done
+// receive and a cycle that reached only one dataset is promoted to the
+// latest consistent snapshot, with a crash injected after each step and
+// the promotion run again each time.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/fixtures/testpool"
+	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
+)
+
+func zfs(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("zfs", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("zfs %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func prop(t *testing.T, ds, p string) string { return zfs(t, "get", "-H", "-o", "value", p, ds) }
+
+func writeFile(t *testing.T, ds, name string, size int) {
+	t.Helper()
+	b := make([]byte, size)
+	rand.Read(b)
+	if err := os.WriteFile(filepath.Join(prop(t, ds, "mountpoint"), name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("sync").Run()
+}
+
+// treeSum hashes every file of a directory tree (names and contents).
+func treeSum(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			if fi.Name() == ".zfs" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintf(h, "%s\n", rel)
+		_, err = io.Copy(h, f)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func snapDir(t *testing.T, ds, snap string) string {
+	return filepath.Join(prop(t, ds, "mountpoint"), ".zfs", "snapshot", snap)
+}
+
+func TestPlatformPromotionCrashAtEveryStep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p := testpool.New(t, "zpr", 512<<20, "-O", "compression=off").Name
+	src, dst := p+"/src", p+"/dst"
+	zfs(t, "create", src)
+	zfs(t, "create", src+"/c")
+	writeFile(t, src, "f1", 1<<20)
+	writeFile(t, src+"/c", "f1", 1<<20)
+	z := zfsrepl.NewExec(zfsrepl.Binaries{}, nil)
+	const s1, s2 = "zrepl-ha_20261201T120000Z_000001", "zrepl-ha_20261201T120005Z_000002"
+	zfs(t, "snapshot", "-r", src+"@"+s1)
+	eng := &zfsrepl.Engine{ZFS: z, Peer: "beta", Now: time.Now}
+	if _, err := eng.Replicate(ctx, zfsrepl.Root{Source: src, Target: dst}, &zfsrepl.LocalReceiver{ZFS: z, Sender: "alpha"}); err != nil {
+		t.Fatal(err)
+	}
+	// The next cycle reaches the child only, and the root's receive is cut
+	// halfway: the latest consistent snapshot is still s1.
+	writeFile(t, src, "f2", 4<<20)
+	writeFile(t, src+"/c", "f2", 1<<20)
+	zfs(t, "snapshot", "-r", src+"@"+s2)
+	sh := func(cmd string) {
+		out, _ := exec.Command("/bin/sh", "-c", cmd).CombinedOutput()
+		t.Logf("%s: %s", cmd, out)
+	}
+	sh(fmt.Sprintf("zfs send -i @%s %s/c@%s | zfs recv -s -u %s/c", s1, src, s2, dst))
+	sh(fmt.Sprintf("zfs send -i @%s %s@%s | head -c 2000000 | zfs recv -s -u %s", s1, src, s2, dst))
+	if tok := prop(t, dst, "receive_resume_token"); tok == "-" {
+		t.Fatal("no partial receive state to promote over")
+	}
+	wantChild := treeSum(t, snapDir(t, src+"/c", s1))
+
+	svc := &Services{ZFS: z, Roots: []string{dst}}
+	plan, err := svc.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := plan.Roots[0]
+	if !rp.Replica || rp.Snapshot != s1 || len(rp.Aborts) != 1 || rp.Aborts[0].Dataset != dst || rp.Aborts[0].Bytes <= 0 ||
+		len(rp.Rollbacks) != 1 || rp.Rollbacks[0].Dataset != dst+"/c" || len(rp.Rollbacks[0].Destroy) != 1 {
+		t.Fatalf("plan %+v", rp)
+	}
+	t.Logf("plan: serve @%s, abort %s (%d bytes), roll back %s destroying %v", rp.Snapshot, rp.Aborts[0].Dataset, rp.Aborts[0].Bytes, rp.Rollbacks[0].Dataset, rp.Rollbacks[0].Destroy)
+
+	// Crash after step 1, run again and crash after step 2, ... until a
+	// run goes through: every intermediate state must be recoverable.
+	crash := errors.New("injected crash")
+	for k := 1; ; k++ {
+		n := 0
+		svc.afterStep = func(step string) error {
+			if n++; n == k {
+				return fmt.Errorf("%w after %q", crash, step)
+			}
+			return nil
+		}
+		err := svc.Serve(ctx, 7)
+		if err == nil {
+			t.Logf("promotion went through on run %d", k)
+			break
+		}
+		if !errors.Is(err, crash) {
+			t.Fatalf("run %d: %v", k, err)
+		}
+		if k > 20 {
+			t.Fatal("promotion never finishes")
+		}
+	}
+	for _, ds := range []string{dst, dst + "/c"} {
+		if ro, mounted, tok := prop(t, ds, "readonly"), prop(t, ds, "mounted"), prop(t, ds, "receive_resume_token"); ro != "off" || mounted != "yes" || tok != "-" {
+			t.Errorf("%s: readonly=%s mounted=%s token=%s", ds, ro, mounted, tok)
+		}
+	}
+	for _, c := range []struct{ ds, want string }{{dst + "/c", wantChild}} {
+		if got := treeSum(t, prop(t, c.ds, "mountpoint")); got != c.want {
+			t.Errorf("%s: content differs from the source's @%s", c.ds, s1)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(prop(t, dst, "mountpoint"), "f2")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("f2 (from the unfinished cycle) is on the promoted root: %v", err)
+	}
+	f1 := func(ds string) string {
+		b, err := os.ReadFile(filepath.Join(ds, "f1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sha256.Sum256(b)
+		return hex.EncodeToString(s[:])
+	}
+	if f1(prop(t, dst, "mountpoint")) != f1(snapDir(t, src, s1)) {
+		t.Error("f1 on the promoted root differs from the source's")
+	}
+	if e := prop(t, dst, EpochProperty); e != "7" {
+		t.Errorf("epoch property %q", e)
+	}
+	// Running it again changes nothing.
+	svc.afterStep = nil
+	if err := svc.Serve(ctx, 7); err != nil {
+		t.Fatalf("a second promotion: %v", err)
+	}
+}

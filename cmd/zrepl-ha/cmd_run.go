@@ -191,10 +191,11 @@ type replicator struct {
 	log   *slog.Logger
 	locks *scheduler.Locks
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	stopFn func()
-	eng    *zfsrepl.Engine
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	stopFn  func()
+	serving bool
+	eng     *zfsrepl.Engine
 }
 
 func (r *replicator) engine() *zfsrepl.Engine {
@@ -252,36 +253,71 @@ func (r *replicator) runAll(ctx context.Context) error {
 // final is the handover's last cycle.
 func (r *replicator) final(ctx context.Context) error { return r.runAll(ctx) }
 
-// onChange starts the cadence while serving and stops it otherwise. It is
+// onChange runs the snapshot -> replicate -> prune cadence while this node
+// serves, and target retention on its own replica roots otherwise. It is
 // called from the failover loop and must not block: stopping waits for a
 // running cycle, so it happens in the background.
 func (r *replicator) onChange(s failover.State, _ uint64) {
 	serving := s == failover.Active || s == failover.Standalone
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if serving && r.stopFn == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		stop, err := scheduler.Schedule(r.cfg.Snapshots.Cadence, func() {
-			if err := r.runAll(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("replication cycle", "err", err)
-			}
-		}, r.log)
-		if err != nil {
-			cancel()
-			r.log.Error("cannot schedule replication", "err", err)
-			return
-		}
-		r.cancel, r.stopFn = cancel, stop
+	if r.stopFn != nil && r.serving == serving {
 		return
 	}
-	if !serving && r.stopFn != nil {
+	if r.stopFn != nil {
 		cancel, stop := r.cancel, r.stopFn
 		r.cancel, r.stopFn = nil, nil
 		cancel()
 		go stop()
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	spec, job := r.cfg.Snapshots.Cadence, func() {
+		if err := r.runAll(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("replication cycle", "err", err)
+		}
+	}
+	if !serving {
+		spec, job = receiverPruneCadence, func() { r.pruneReplicas(ctx) }
+	}
+	stop, err := scheduler.Schedule(spec, job, r.log)
+	if err != nil {
+		cancel()
+		r.log.Error("cannot schedule", "cadence", spec, "err", err)
+		return
+	}
+	r.cancel, r.stopFn, r.serving = cancel, stop, serving
+}
+
+// receiverPruneCadence: a passive prunes its replicas this often; received
+// snapshots arrive at the active's cadence, so this need not keep up with
+// it snapshot by snapshot.
+const receiverPruneCadence = "@every 30s"
+
+func (r *replicator) pruneReplicas(ctx context.Context) {
+	grid, err := scheduler.NewGrid(r.cfg.Retention.Target)
+	if err != nil {
+		r.log.Error("target retention", "err", err)
+		return
+	}
+	for _, root := range r.cfg.Replication.Roots {
+		unlock := r.locks.Lock(root.Source)
+		d, refused, err := scheduler.PruneReceiver(ctx, r.z, root.Source, grid, time.Now())
+		unlock()
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("target retention", "root", root.Source, "err", err)
+		}
+		if d > 0 {
+			r.log.Info("target retention", "root", root.Source, "destroyed", d, "kept_by_guard", refused)
+		}
+	}
 }
 
 func (r *replicator) stop() {
-	r.onChange(failover.Passive, 0)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopFn != nil {
+		r.cancel()
+		r.stopFn()
+		r.cancel, r.stopFn = nil, nil
+	}
 }

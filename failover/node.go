@@ -542,6 +542,16 @@ type DecisionJSON struct {
 	Reason string    `json:"reason"`
 }
 
+// State returns the node's current state and epoch (Passive before Init).
+func (n *Node) State() (State, uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.machine == nil {
+		return Passive, 0
+	}
+	return n.machine.State()
+}
+
 // Status returns the node's status now.
 func (n *Node) Status() Status {
 	now := time.Now()

@@ -131,6 +131,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	if err := node.Init(time.Now()); err != nil {
 		return err
 	}
+	rep.onChange(node.State()) // transitions call it from then on
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)

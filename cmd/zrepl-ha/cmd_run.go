@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -99,6 +100,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		Stall:    time.Duration(cfg.Transport.StallTimeout),
 		Epochs:   epochs,
 		OnChange: rep.onChange,
+		Newest:   rep.Newest,
 		Log:      log,
 	}
 	if len(cfg.Tiebreaker.Targets) > 0 {
@@ -131,6 +133,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	if err := node.Init(time.Now()); err != nil {
 		return err
 	}
+	rep.refreshNewest(ctx)
 	rep.onChange(node.State()) // transitions call it from then on
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -197,6 +200,7 @@ type replicator struct {
 	stopFn  func()
 	serving bool
 	eng     *zfsrepl.Engine
+	newest  atomic.Value // string
 }
 
 func (r *replicator) engine() *zfsrepl.Engine {
@@ -243,12 +247,35 @@ func (r *replicator) runAll(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	for _, c := range cs {
-		if _, err := c.Run(ctx); err != nil {
+	for i, c := range cs {
+		res, err := c.Run(ctx)
+		if err != nil {
 			errs = append(errs, err)
+		}
+		if i == 0 && res.Snapshot != "" {
+			r.newest.Store(res.Snapshot)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Newest is the newest snapshot of the first root this node knows of, for
+// its heartbeats: the last one it took while serving, the latest
+// consistent one of its replica otherwise.
+func (r *replicator) Newest() string {
+	s, _ := r.newest.Load().(string)
+	return s
+}
+
+func (r *replicator) refreshNewest(ctx context.Context) {
+	if len(r.cfg.Replication.Roots) == 0 {
+		return
+	}
+	if tree, err := r.z.Tree(ctx, r.cfg.Replication.Roots[0].Source); err == nil {
+		if s := zfsrepl.LatestConsistent(tree); s != "" {
+			r.newest.Store(s)
+		}
+	}
 }
 
 // final is the handover's last cycle.
@@ -300,6 +327,7 @@ func (r *replicator) pruneReplicas(ctx context.Context) {
 		r.log.Error("target retention", "err", err)
 		return
 	}
+	r.refreshNewest(ctx)
 	for _, root := range r.cfg.Replication.Roots {
 		unlock := r.locks.Lock(root.Source)
 		d, refused, err := scheduler.PruneReceiver(ctx, r.z, root.Source, grid, time.Now())

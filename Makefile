@@ -76,4 +76,4 @@ clean:
 # a baseline measured in the same run (see docs/benchmarks.md).
 bench: lab-install
 	@mkdir -p $(OUT)
-	$(LAB) gotest -pkgs ./zfsrepl,./scheduler -jsondir $(OUT) -mem 6144 -timeout 60m -- -test.run '^$$' -test.bench 'BenchmarkPlatform' -test.benchtime 1x
+	$(LAB) gotest -pkgs ./zfsrepl,./scheduler -jsondir $(OUT) -mem 6144 -timeout 90m -- -test.run '^$$' -test.bench 'BenchmarkPlatform' -test.benchtime 1x

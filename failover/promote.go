@@ -71,9 +71,10 @@ func (s *Services) planRoot(ctx context.Context, root string) (RootPlan, error) 
 			rp.Aborts = append(rp.Aborts, AbortPlan{Dataset: d.Name, Bytes: s.partialBytes(ctx, d.Name)})
 		}
 	}
-	if rp.Replica, err = s.isReplica(ctx, root); err != nil {
-		return rp, err
-	}
+	// A root that received replication is readonly (the receive policy
+	// sets it, and a rejoin or handover sets it back); a writable root has
+	// been serving, and promotion must not roll back its writes.
+	rp.Replica = len(tree) > 0 && tree[0].Name == root && tree[0].ReadOnly
 	rp.Snapshot = zfsrepl.LatestConsistent(tree)
 	if !rp.Replica {
 		return rp, nil

@@ -112,37 +112,43 @@ func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 	return nil
 }
 
-// isReplica: a root that received replication is readonly (the receive
-// policy sets it, and a rejoin or handover sets it back). A writable root
-// has been serving; promotion must not roll back its writes.
-func (s *Services) isReplica(ctx context.Context, root string) (bool, error) {
-	v, err := s.ZFS.GetProperty(ctx, root, "readonly")
-	if err != nil {
-		return false, err
-	}
-	return v == "on", nil
-}
-
 func (s *Services) writable(ctx context.Context, root string) error {
 	tree, err := s.ZFS.Tree(ctx, root)
 	if err != nil {
 		return err
 	}
 	for _, d := range tree {
-		for _, p := range [][2]string{{"readonly", "off"}, {"canmount", "on"}} {
-			if err := s.ZFS.SetProperty(ctx, d.Name, p[0], p[1]); err != nil {
+		if d.Type != zfsrepl.Filesystem {
+			continue
+		}
+		if d.ReadOnly || !d.Mounted {
+			// One command for both: every zfs command costs a transaction
+			// group wait, and promotion time is failover time.
+			if err := zfsSet(ctx, d.Name, "readonly=off", "canmount=on"); err != nil {
 				return err
 			}
 		}
-		mount := s.Mount
-		if mount == nil {
-			mount = zfsMount
-		}
-		if err := mount(ctx, d.Name); err != nil {
-			return err
+		if !d.Mounted {
+			mount := s.Mount
+			if mount == nil {
+				mount = zfsMount
+			}
+			if err := mount(ctx, d.Name); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// zfsSet sets several properties in one zfs set.
+func zfsSet(ctx context.Context, ds string, props ...string) error {
+	if err := zfsrepl.ValidateDataset(ds); err != nil {
+		return err
+	}
+	var r command.Runner
+	_, err := r.Command(ctx, "zfs", append(append([]string{"set"}, props...), ds)...).Output()
+	return err
 }
 
 // zfsMount runs zfs mount; an already mounted dataset is fine.
@@ -195,6 +201,9 @@ func (s *Services) replicas(ctx context.Context) error {
 			return err
 		}
 		for _, d := range tree {
+			if d.ReadOnly {
+				continue
+			}
 			if err := s.ZFS.SetProperty(ctx, d.Name, "readonly", "on"); err != nil {
 				return err
 			}

@@ -138,7 +138,7 @@ func (z *Exec) Tree(ctx context.Context, root string) ([]TreeDataset, error) {
 		return nil, err
 	}
 	out, err := z.zfs(ctx, nil, "list", "-H", "-p", "-r", "-t", "filesystem,volume,snapshot,bookmark",
-		"-o", versionColumns+",encryption,receive_resume_token,written", "-s", "createtxg", root)
+		"-o", versionColumns+",encryption,receive_resume_token,written,readonly,mounted", "-s", "createtxg", root)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func parseTree(out []byte) ([]TreeDataset, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), "\t")
-		if len(f) != 9 {
+		if len(f) != 11 {
 			return nil, fmt.Errorf("zfs list: unexpected line %q", sc.Text())
 		}
 		switch DatasetType(f[1]) {
@@ -163,6 +163,7 @@ func parseTree(out []byte) ([]TreeDataset, error) {
 				td.ResumeToken = f[7]
 			}
 			td.Written, _ = strconv.ParseUint(f[8], 10, 64)
+			td.ReadOnly, td.Mounted = f[9] == "on", f[10] == "yes"
 			idx[td.Name] = len(tree)
 			tree = append(tree, td)
 		default:

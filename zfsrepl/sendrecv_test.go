@@ -114,20 +114,20 @@ func TestClassify(t *testing.T) {
 }
 
 func TestParseTree(t *testing.T) {
-	out := "p/a\tfilesystem\t1\t1\t10\t-\toff\t-\t4096\n" +
-		"p/a@s1\tsnapshot\t11\t5\t100\t1\t-\t-\t0\n" +
-		"p/a/e\tfilesystem\t2\t6\t10\t-\taes-256-gcm\t1-tok\t0\n" +
-		"p/a#b1\tbookmark\t11\t5\t100\t-\t-\t-\t-\n" +
-		"p/a/e@s1\tsnapshot\t12\t7\t100\t0\t-\t-\t0\n"
+	out := "p/a\tfilesystem\t1\t1\t10\t-\toff\t-\t4096\toff\tyes\n" +
+		"p/a@s1\tsnapshot\t11\t5\t100\t1\t-\t-\t0\t-\t-\n" +
+		"p/a/e\tfilesystem\t2\t6\t10\t-\taes-256-gcm\t1-tok\t0\ton\tno\n" +
+		"p/a#b1\tbookmark\t11\t5\t100\t-\t-\t-\t-\t-\t-\n" +
+		"p/a/e@s1\tsnapshot\t12\t7\t100\t0\t-\t-\t0\t-\t-\n"
 	tree, err := parseTree([]byte(out))
 	if err != nil || len(tree) != 2 {
 		t.Fatal(tree, err)
 	}
 	a, e := tree[0], tree[1]
-	if a.Name != "p/a" || a.Encrypted || a.Written != 4096 || len(a.Versions) != 2 || a.Versions[0].Type != Snapshot || a.Versions[0].UserRefs != 1 {
+	if a.Name != "p/a" || a.Encrypted || a.Written != 4096 || a.ReadOnly || !a.Mounted || len(a.Versions) != 2 || a.Versions[0].Type != Snapshot || a.Versions[0].UserRefs != 1 {
 		t.Fatalf("%+v", a)
 	}
-	if !e.Encrypted || e.ResumeToken != "1-tok" || len(e.Versions) != 1 {
+	if !e.Encrypted || e.ResumeToken != "1-tok" || len(e.Versions) != 1 || !e.ReadOnly || e.Mounted {
 		t.Fatalf("%+v", e)
 	}
 	if _, err := parseTree([]byte("p/a\tfilesystem\n")); err == nil {

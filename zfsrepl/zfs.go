@@ -58,7 +58,11 @@ type TreeDataset struct {
 	ResumeToken string
 	// Written is the bytes written since the dataset's newest snapshot (the
 	// written property): 0 means a new snapshot would be empty.
-	Written  uint64
+	Written uint64
+	// ReadOnly and Mounted are the readonly and mounted properties: a
+	// replica is readonly, and promotion needs to know what to change.
+	ReadOnly bool `json:",omitempty"`
+	Mounted  bool `json:",omitempty"`
 	Versions []Version // oldest first
 }
 

@@ -132,6 +132,13 @@ log: {level: info}
 	return l
 }
 
+// use makes t the test that l's helpers fail, for the length of a subtest.
+func (l *pairLab) use(t *testing.T) (restore func()) {
+	old := l.t
+	l.t = t
+	return func() { l.t = old }
+}
+
 func (l *pairLab) nsRun(n *daemonNode, args ...string) string {
 	l.t.Helper()
 	return mustRun(l.t, append([]string{"ip", "netns", "exec", n.ns}, args...)...)
@@ -269,6 +276,7 @@ func TestPlatformDaemonPairFailover(t *testing.T) {
 	}
 
 	t.Run("heartbeat link pulled: no failover", func(t *testing.T) {
+		defer l.use(t)()
 		l.nsRun(a, "ip", "link", "set", "link0", "down")
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
@@ -289,6 +297,7 @@ func TestPlatformDaemonPairFailover(t *testing.T) {
 	})
 
 	t.Run("active isolated: fences, passive promotes with the data", func(t *testing.T) {
+		defer l.use(t)()
 		// Let one more cycle land so b has everything.
 		time.Sleep(5 * time.Second)
 		start := time.Now()
@@ -315,6 +324,7 @@ func TestPlatformDaemonPairFailover(t *testing.T) {
 	})
 
 	t.Run("cables back: the old active rejoins as passive of epoch 1", func(t *testing.T) {
+		defer l.use(t)()
 		mustRun(t, "ip", "link", "set", a.pubHost, "up")
 		l.nsRun(a, "ip", "link", "set", "link0", "up")
 		l.waitFor("a passive", 30*time.Second, func() bool { return l.role(a) == "passive" })
@@ -344,6 +354,7 @@ func TestPlatformDaemonPairFailover(t *testing.T) {
 	})
 
 	t.Run("switchover back to a", func(t *testing.T) {
+		defer l.use(t)()
 		var out bytes.Buffer
 		start := time.Now()
 		if code := run([]string{"zrepl-ha", "switchover", "--socket", b.sock}, &out, &out); code != 0 {

@@ -71,6 +71,8 @@ type Node struct {
 	OnChange func(State, uint64)
 	// Newest reports this node's newest snapshot for heartbeats.
 	Newest func() string
+	// Observer, if set, hears decisions, actions and heartbeat RTTs.
+	Observer Observer
 	Log    *slog.Logger
 	// Epochs are epochs recorded elsewhere (the zrepl-ha:epoch property of
 	// the roots); the node starts with the highest of these and the file's.
@@ -177,7 +179,12 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); n.accept(ctx, p.Path, ln) }()
 		hb := &transport.Heartbeater{Path: string(p.Path), Addr: p.PeerAddr, Local: n.Options.Name, Peer: n.Options.PeerName,
 			Sec: n.Sec, Interval: n.Options.Timing.Interval, Payload: n.payload, Log: n.log(),
-			OnAck: func(sent time.Time) { n.post(Ack{Path: p.Path, Sent: sent}) }}
+			OnAck: func(sent time.Time) {
+				if n.Observer != nil {
+					n.Observer.Heartbeat(p.Path, time.Since(sent))
+				}
+				n.post(Ack{Path: p.Path, Sent: sent})
+			}}
 		n.mu.Lock()
 		n.beats = append(n.beats, hb)
 		n.mu.Unlock()
@@ -349,6 +356,9 @@ func (n *Node) step(ctx context.Context, ev Event) error {
 	n.mu.Unlock()
 	if before != after || be != ae {
 		n.log().Info("failover decision", "from", before.String(), "to", after.String(), "epoch", ae, "reason", last.Reason)
+		if n.Observer != nil {
+			n.Observer.Decision(last)
+		}
 	}
 	for i, a := range acts {
 		switch a.Kind {
@@ -430,6 +440,9 @@ func (n *Node) executor(ctx context.Context) {
 		n.cancel = nil
 		n.mu.Unlock()
 		n.log().Info("failover action", "action", a.String(), "took", time.Since(start).Round(time.Millisecond), "err", err)
+		if n.Observer != nil {
+			n.Observer.Action(a, time.Since(start), err)
+		}
 		if ctx.Err() != nil {
 			return
 		}

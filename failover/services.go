@@ -36,6 +36,8 @@ type Services struct {
 	// Mount mounts a dataset (zfs mount); nil uses the zfs binary.
 	Mount func(ctx context.Context, dataset string) error
 	Log   *slog.Logger
+	// Observer, if set, hears every step with its duration.
+	Observer Observer
 
 	// afterStep, in tests, runs after each promotion step and can fail it
 	// to simulate a crash right there.
@@ -59,6 +61,9 @@ func (s *Services) step(name string, f func() error) error {
 		err = s.afterStep(name)
 	}
 	s.log().Info("promotion step", "step", name, "took", time.Since(start).Round(time.Millisecond), "err", err)
+	if s.Observer != nil {
+		s.Observer.Step(name, time.Since(start), err)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -73,7 +73,7 @@ type Node struct {
 	Newest func() string
 	// Observer, if set, hears decisions, actions and heartbeat RTTs.
 	Observer Observer
-	Log    *slog.Logger
+	Log      *slog.Logger
 	// Epochs are epochs recorded elsewhere (the zrepl-ha:epoch property of
 	// the roots); the node starts with the highest of these and the file's.
 	Epochs []uint64

@@ -1,0 +1,268 @@
+package shares
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/zrepl-ha/zrepl-ha/internal/config"
+)
+
+// Props reads a dataset property; zfsrepl.ZFS satisfies it. shares reads
+// "mountpoint" (where the dataset is, altroot included) and "mounted".
+type Props interface {
+	GetProperty(ctx context.Context, dataset, prop string) (string, error)
+}
+
+// Paths are the files zrepl-ha owns and the programs it runs. Empty fields
+// take the production defaults (DefaultPaths); tests point them elsewhere.
+type Paths struct {
+	Exports     string // the exports(5) file zrepl-ha owns
+	NFSConf     string // the nfs.conf drop-in zrepl-ha owns (WriteNFSConf)
+	NFSDThreads string // the kernel server's thread count: 0 or missing = not running
+	SMBInclude  string // the smb.conf include file zrepl-ha owns
+	SMBConf     string // Samba's main config; read by Check, never written
+	Exportfs    string
+	Smbcontrol  string
+}
+
+// DefaultPaths are the locations on a Debian host.
+func DefaultPaths() Paths {
+	return Paths{
+		Exports:     "/etc/exports.d/zrepl-ha.exports",
+		NFSConf:     "/etc/nfs.conf.d/zrepl-ha.conf",
+		NFSDThreads: "/proc/fs/nfsd/threads",
+		SMBInclude:  "/etc/samba/zrepl-ha.conf",
+		SMBConf:     "/etc/samba/smb.conf",
+		Exportfs:    "exportfs",
+		Smbcontrol:  "smbcontrol",
+	}
+}
+
+func (p Paths) withDefaults() Paths {
+	d := DefaultPaths()
+	for _, f := range []struct{ v, def *string }{
+		{&p.Exports, &d.Exports}, {&p.NFSConf, &d.NFSConf}, {&p.NFSDThreads, &d.NFSDThreads},
+		{&p.SMBInclude, &d.SMBInclude}, {&p.SMBConf, &d.SMBConf},
+		{&p.Exportfs, &d.Exportfs}, {&p.Smbcontrol, &d.Smbcontrol},
+	} {
+		if *f.v == "" {
+			*f.v = *f.def
+		}
+	}
+	return p
+}
+
+// Manager exports and unexports one node's shares. It holds no state
+// between calls: the files it owns are the state, so every method can run
+// again after a crash.
+type Manager struct {
+	NFS   []config.NFSShare
+	SMB   []config.SMBShare
+	ZFS   Props
+	Paths Paths
+	// Exec runs exportfs and smbcontrol; nil uses internal/command.
+	Exec Execer
+	Log  *slog.Logger
+}
+
+func (m *Manager) paths() Paths { return m.Paths.withDefaults() }
+
+func (m *Manager) exec() Execer {
+	if m.Exec == nil {
+		return Runner{}
+	}
+	return m.Exec
+}
+
+func (m *Manager) log() *slog.Logger {
+	if m.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return m.Log
+}
+
+// Validate checks the share definitions without touching anything.
+func (m *Manager) Validate() error {
+	return errors.Join(validateNFS(m.NFS), validateSMB(m.SMB))
+}
+
+// nfsActive: NFS needs attention when shares are configured or our file
+// exists (shares removed from the config must still be unexported).
+func (m *Manager) nfsActive(p Paths) bool {
+	return len(m.NFS) > 0 || exists(p.Exports)
+}
+
+func (m *Manager) smbActive(p Paths) bool {
+	return len(m.SMB) > 0 || exists(p.SMBInclude)
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// Export writes both files and makes the servers apply them. It checks
+// everything it can before writing anything: invalid shares or a dataset
+// that is not mounted leave the files as they were. Running it again is
+// harmless, and repairs a half-done earlier run.
+func (m *Manager) Export(ctx context.Context) error {
+	p := m.paths()
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	nfs, err := m.nfsEntries(ctx)
+	if err != nil {
+		return err
+	}
+	smb, err := m.smbSections(ctx)
+	if err != nil {
+		return err
+	}
+	if m.nfsActive(p) {
+		if len(nfs) > 0 {
+			if err := m.nfsdRunning(p); err != nil {
+				return err
+			}
+		}
+		if err := m.applyNFS(ctx, p, exportsFile(nfs)); err != nil {
+			return err
+		}
+	}
+	if m.smbActive(p) {
+		if err := m.applySMB(ctx, p, includeFile(p.SMBInclude, smb), len(smb) > 0); err != nil {
+			return err
+		}
+	}
+	m.log().Info("shares exported", "nfs", len(nfs), "smb", len(smb))
+	return nil
+}
+
+// Unexport empties both files and makes the servers apply that; SMB
+// clients connected to a share zrepl-ha served are disconnected. It works
+// from the files, not the config, so shares removed from the config since
+// the last Export go too. A server that is not running serves nothing, so
+// for Unexport it is not an error.
+func (m *Manager) Unexport(ctx context.Context) error {
+	p := m.paths()
+	var errs []error
+	if m.nfsActive(p) {
+		errs = append(errs, m.applyNFS(ctx, p, exportsFile(nil)))
+	}
+	if m.smbActive(p) {
+		errs = append(errs, m.applySMB(ctx, p, includeFile(p.SMBInclude, nil), false))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	m.log().Info("shares unexported")
+	return nil
+}
+
+// Exported reports whether either file zrepl-ha owns lists a share: what
+// this node last told its servers to serve. After a successful Unexport it
+// is false; after a successful Export it is true when any share is
+// configured. Check tells whether the servers themselves are up.
+func (m *Manager) Exported(ctx context.Context) (bool, error) {
+	p := m.paths()
+	b, err := readFile(p.Exports)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", p.Exports, err)
+	}
+	if len(parseExports(b)) > 0 {
+		return true, nil
+	}
+	b, err = readFile(p.SMBInclude)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", p.SMBInclude, err)
+	}
+	return len(sectionNames(b)) > 0, nil
+}
+
+// Check reports every problem that would make Export fail or serve the
+// wrong thing, for `config check` and the daemon's start: invalid shares,
+// a server not installed or not running, smb.conf not including zrepl-ha's
+// file (the message gives the line to add), and datasets that do not exist
+// or are not mounted. It changes nothing.
+func (m *Manager) Check(ctx context.Context) error {
+	p := m.paths()
+	var errs []error
+	if err := m.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(m.NFS) > 0 {
+		if _, err := m.exec().Output(ctx, p.Exportfs, "-s"); err != nil {
+			errs = append(errs, fmt.Errorf("the NFS server's exportfs does not run (install nfs-kernel-server): %w", err))
+		}
+		errs = append(errs, m.nfsdRunning(p))
+	}
+	if len(m.SMB) > 0 {
+		conf, err := os.ReadFile(p.SMBConf)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read Samba's config (install samba): %w", err))
+		} else if err := checkInclude(p.SMBConf, conf, p.SMBInclude); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "ping"); err != nil {
+			errs = append(errs, fmt.Errorf("smbd is not running or not reachable (start it: systemctl start smbd): %w", err))
+		}
+	}
+	for _, ds := range m.datasets() {
+		if _, err := m.mountpoint(ctx, ds); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// datasets lists every shared dataset once, NFS first.
+func (m *Manager) datasets() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(ds string) {
+		if !seen[ds] {
+			seen[ds] = true
+			out = append(out, ds)
+		}
+	}
+	for _, s := range m.NFS {
+		add(s.Dataset)
+	}
+	for _, s := range m.SMB {
+		add(s.Dataset)
+	}
+	return out
+}
+
+// mountpoint returns where a dataset is mounted. A dataset that is not
+// mounted is an error: exporting its mountpoint would export the empty
+// directory underneath, and clients would write to the wrong filesystem.
+func (m *Manager) mountpoint(ctx context.Context, ds string) (string, error) {
+	if m.ZFS == nil {
+		return "", fmt.Errorf("shares: no ZFS to read the mountpoint of %s", ds)
+	}
+	mp, err := m.ZFS.GetProperty(ctx, ds, "mountpoint")
+	if err != nil {
+		return "", fmt.Errorf("mountpoint of %s: %w", ds, err)
+	}
+	if !strings.HasPrefix(mp, "/") {
+		return "", fmt.Errorf("%w: %s has mountpoint=%s; a shared dataset needs a path (zfs set mountpoint=/PATH %s)", ErrNotMounted, ds, mp, ds)
+	}
+	if strings.ContainsAny(mp, "\n\r\x00%") || strings.TrimSpace(mp) != mp || strings.HasSuffix(mp, `\`) {
+		return "", fmt.Errorf("%w: the mountpoint %q of %s cannot be written into exports(5) or smb.conf (no newlines, '%%', surrounding spaces or a trailing '\\'); change it with zfs set mountpoint", ErrInvalid, mp, ds)
+	}
+	mounted, err := m.ZFS.GetProperty(ctx, ds, "mounted")
+	if err != nil {
+		return "", fmt.Errorf("mounted of %s: %w", ds, err)
+	}
+	if mounted != "yes" {
+		return "", fmt.Errorf("%w: %s is not mounted at %s (zfs mount %s)", ErrNotMounted, ds, mp, ds)
+	}
+	return mp, nil
+}
+
+// ErrNotMounted: a shared dataset has no mounted filesystem to export.
+var ErrNotMounted = errors.New("dataset not mounted")

@@ -125,7 +125,7 @@ func smbdNotRunning(err error) bool {
 func checkInclude(confPath string, conf []byte, file string) error {
 	want := "include = " + file
 	section := ""
-	found := 0 // line of our include in [global], 0 = none
+	found := 0        // line of our include in [global], 0 = none
 	trailing := false // between our include and the next section header
 	var elsewhere []int
 	lines := strings.Split(string(conf), "\n")

@@ -120,6 +120,8 @@ var stepRules = []struct{ prefix, class string }{
 	{"record epoch", "record_epoch"},
 	{"bring up the VIP", "vip_up"},
 	{"drop the VIP", "vip_down"},
+	{"export the shares", "shares_export"},
+	{"unexport the shares", "shares_unexport"},
 	{"final incremental", "final_incremental"},
 	{"ask the peer to promote", "ask_peer"},
 }

@@ -17,19 +17,26 @@ import (
 // exclude it (zfs recv -x), so each node's value is its own.
 const EpochProperty = "zrepl-ha:epoch"
 
+// Exporter exports and unexports the NFS and SMB shares
+// (failover/shares.Manager). Both are idempotent.
+type Exporter interface {
+	Export(ctx context.Context) error
+	Unexport(ctx context.Context) error
+}
+
 // VIPHolder brings the virtual IP up and down (failover/vip.VIP).
 type VIPHolder interface {
 	Up(ctx context.Context) error
 	Down(ctx context.Context) error
 }
 
-// Services is the real Executor: promotion on ZFS, the VIP, and the final
-// incremental of a handover. NFS and SMB exports arrive with the shares
-// (issue 7); until then the daemon refuses a config that lists shares.
+// Services is the real Executor: promotion on ZFS, the shares, the VIP,
+// and the final incremental of a handover.
 type Services struct {
-	ZFS   zfsrepl.ZFS
-	Roots []string // this node's replicated roots (replication.roots[].source)
-	VIP   VIPHolder
+	ZFS    zfsrepl.ZFS
+	Roots  []string // this node's replicated roots (replication.roots[].source)
+	Shares Exporter // nil: no shares configured
+	VIP    VIPHolder
 	// Final runs one snapshot -> replicate cycle per root to the peer, for
 	// a handover. Writes must already be stopped.
 	Final func(ctx context.Context) error
@@ -109,6 +116,12 @@ func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 			return err
 		}
 	}
+	// Shares before the VIP: clients that reach the VIP find them.
+	if s.Shares != nil {
+		if err := s.step("export the shares", func() error { return s.Shares.Export(ctx) }); err != nil {
+			return err
+		}
+	}
 	if s.VIP != nil {
 		if err := s.step("bring up the VIP", func() error { return s.VIP.Up(ctx) }); err != nil {
 			return err
@@ -170,10 +183,16 @@ func zfsMount(ctx context.Context, dataset string) error {
 // Unserve implements Executor: the VIP goes first, so clients stop
 // reaching this node at once.
 func (s *Services) Unserve(ctx context.Context) error {
+	var errs []error
 	if s.VIP != nil {
-		return s.step("drop the VIP", func() error { return s.VIP.Down(ctx) })
+		errs = append(errs, s.step("drop the VIP", func() error { return s.VIP.Down(ctx) }))
 	}
-	return nil
+	// Unexport even when the VIP would not go: a client on a node address
+	// must not keep writing to a fenced node.
+	if s.Shares != nil {
+		errs = append(errs, s.step("unexport the shares", func() error { return s.Shares.Unexport(ctx) }))
+	}
+	return errors.Join(errs...)
 }
 
 // HandOver implements Executor: the final incremental, then this node's

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zrepl-ha/zrepl-ha/failover"
 	"github.com/zrepl-ha/zrepl-ha/failover/probe"
+	"github.com/zrepl-ha/zrepl-ha/failover/shares"
 	"github.com/zrepl-ha/zrepl-ha/failover/vip"
 	"github.com/zrepl-ha/zrepl-ha/failover/watchdog"
 	"github.com/zrepl-ha/zrepl-ha/failover/witness"
@@ -40,16 +41,14 @@ func newRunCommand() *cli.Command {
 	}
 }
 
+// nfsGrace is the NFSv4 grace and lease time zrepl-ha sets.
+const nfsGrace = 10 * time.Second
+
 // runDaemon builds the node from the config and runs it until ctx ends.
 func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
-	}
-	if len(cfg.Shares.NFS)+len(cfg.Shares.SMB) > 0 {
-		// Refuse rather than promote without the exports an admin expects.
-		return &config.Errors{{File: path, Path: "shares",
-			Msg: "NFS and SMB exports are not implemented in this version; remove shares: to run the pair without them"}}
 	}
 	log := newLogger(cfg, errw)
 	z := zfsrepl.NewExec(zfsrepl.Binaries{}, log)
@@ -69,6 +68,24 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 
 	rep := &replicator{cfg: cfg, z: z, sec: sec, log: log, locks: &scheduler.Locks{}}
 	svc := &failover.Services{ZFS: z, Roots: roots, Final: rep.final, Log: log}
+	if len(cfg.Shares.NFS)+len(cfg.Shares.SMB) > 0 {
+		m := &shares.Manager{NFS: cfg.Shares.NFS, SMB: cfg.Shares.SMB, ZFS: z, Log: log}
+		if err := m.Validate(); err != nil {
+			return err
+		}
+		if len(cfg.Shares.NFS) > 0 {
+			// A short NFSv4 grace period: clients reclaim their state on the
+			// new active within seconds (docs/shares.md has the trade-off).
+			changed, err := m.WriteNFSConf(nfsGrace, nfsGrace)
+			if err != nil {
+				return err
+			}
+			if changed {
+				log.Warn("wrote the NFS grace settings; they apply when the NFS server restarts", "grace", nfsGrace)
+			}
+		}
+		svc.Shares = m
+	}
 	if cfg.VIP.Enabled() {
 		v := &vip.VIP{Prefix: cfg.VIP.Prefix(), Interface: cfg.VIP.Interface, Log: log}
 		if err := v.Validate(); err != nil {

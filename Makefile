@@ -7,7 +7,7 @@ LAB     := $(GO) run ./fixtures/lab/cmd/lab
 SUMMARY := $(GO) run ./fixtures/testsummary
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Packages that have platform tests (real ZFS in the lab VM).
-PLATFORM_PKGS := zfsrepl cmd/zrepl-ha transport/zfsrpc scheduler failover/watchdog failover/vip
+PLATFORM_PKGS := zfsrepl cmd/zrepl-ha transport/zfsrpc scheduler failover failover/watchdog failover/vip failover/shares
 comma := ,
 empty :=
 space := $(empty) $(empty)

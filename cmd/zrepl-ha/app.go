@@ -41,6 +41,7 @@ func newApp() *cli.Command {
 			newReplicateCommand(),
 			newCertCommand(),
 			newStatusCommand(),
+			newEventsCommand(),
 			newFailoverCommand(),
 			newDemoteCommand(),
 			newSwitchoverCommand(),

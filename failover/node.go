@@ -73,6 +73,10 @@ type Node struct {
 	Newest func() string
 	// Observer, if set, hears decisions, actions and heartbeat RTTs.
 	Observer Observer
+	// RootStatus and Rescues, if set, fill Status.Roots and Status.Rescues;
+	// they must be quick (cached), status calls them every time.
+	RootStatus func() []RootStatus
+	Rescues    func() []string
 	Log      *slog.Logger
 	// Epochs are epochs recorded elsewhere (the zrepl-ha:epoch property of
 	// the roots); the node starts with the highest of these and the file's.
@@ -521,6 +525,24 @@ type Status struct {
 	Decision   DecisionJSON  `json:"last_decision"`
 	Busy       string        `json:"busy,omitempty"`
 	Alerts     []string      `json:"alerts"`
+	// Roots is replication per root (empty on a node that has not
+	// replicated since it started); Rescues lists rescue datasets that hold
+	// writes kept aside by a rejoin.
+	Roots   []RootStatus `json:"roots,omitempty"`
+	Rescues []string     `json:"rescues,omitempty"`
+}
+
+// RootStatus is one root's replication, from the engine.
+type RootStatus struct {
+	Source           string        `json:"source"`
+	Target           string        `json:"target"`
+	LatestSnapshot   string        `json:"latest_snapshot,omitempty"`
+	LatestConsistent string        `json:"peer_latest_consistent,omitempty"`
+	Lag              time.Duration `json:"lag_ns"` // -1 until something was received
+	LastCycle        time.Time     `json:"last_cycle"`
+	LastError        string        `json:"last_error,omitempty"`
+	Conflicts        int           `json:"conflicts,omitempty"`
+	BytesSent        int64         `json:"bytes_sent"`
 }
 
 // PathStatus is one heartbeat path.
@@ -567,6 +589,20 @@ func (n *Node) State() (State, uint64) {
 
 // Status returns the node's status now.
 func (n *Node) Status() Status {
+	s := n.status()
+	if n.RootStatus != nil {
+		s.Roots = n.RootStatus()
+	}
+	if n.Rescues != nil {
+		s.Rescues = n.Rescues()
+		if len(s.Rescues) > 0 {
+			s.Alerts = append(s.Alerts, fmt.Sprintf("%d rescue dataset(s) hold writes kept aside by a rejoin: review them", len(s.Rescues)))
+		}
+	}
+	return s
+}
+
+func (n *Node) status() Status {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -50,7 +50,8 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, errw)
+	log, level := newLevelLogger(cfg, errw)
+	sd := newSystemd(log)
 	z := zfsrepl.NewExec(zfsrepl.Binaries{}, log)
 
 	sec, lsec, err := security(cfg, log)
@@ -116,8 +117,9 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 			Roots: roots, Log: log},
 		Stall:    time.Duration(cfg.Transport.StallTimeout),
 		Epochs:   epochs,
-		OnChange: rep.onChange,
-		Newest:   rep.Newest,
+		OnChange:   rep.onChange,
+		Newest:     rep.Newest,
+		RootStatus: rep.rootStatus,
 		Log:      log,
 	}
 	if len(cfg.Tiebreaker.Targets) > 0 {
@@ -147,6 +149,8 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		defer wd.Close()
 		node.Watchdog = wd
 	}
+	node.Watchdog = watchdogs(node.Watchdog, sd.pinger())
+	serveMetrics := observe(cfg, node, svc, rep, roots, log)
 	if err := node.Init(time.Now()); err != nil {
 		return err
 	}
@@ -156,23 +160,19 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- failover.ServeControl(ctx, cfg.Node.ControlSocket, node, log) }()
+	go newReloader(path, cfg, level, log, sd.notify).watch(ctx)
+	go notifyReady(ctx, sd, cfg.Node.ControlSocket, len(paths))
+	if serveMetrics != nil {
+		go serveMetrics(ctx)
+	}
 	err = node.Run(ctx)
+	sd.notify("STOPPING=1")
 	rep.stop()
 	cancel()
 	if cerr := <-errc; err == nil && cerr != nil && !errors.Is(cerr, context.Canceled) {
 		err = cerr
 	}
 	return err
-}
-
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
-	o := &slog.HandlerOptions{Level: lvl}
-	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, o))
-	}
-	return slog.New(slog.NewTextHandler(w, o))
 }
 
 // security returns the dialing and the listening side's protection.
@@ -217,7 +217,8 @@ type replicator struct {
 	stopFn  func()
 	serving bool
 	eng     *zfsrepl.Engine
-	newest  atomic.Value // string
+	newest  atomic.Value           // string
+	stats   *transport.StreamStats // send stream counters for metrics; nil: none
 }
 
 func (r *replicator) engine() *zfsrepl.Engine {
@@ -244,7 +245,7 @@ func (r *replicator) cycles() ([]*scheduler.Cycle, error) {
 	}
 	rcv := &zfsrpc.Client{Addr: r.cfg.Peer.LinkAddress, Local: r.cfg.Node.Name, Peer: r.cfg.Peer.Name, Sec: r.sec, Log: r.log,
 		Stream: transport.StreamOptions{Mode: compressionMode[r.cfg.Transport.Compression], Stall: time.Duration(r.cfg.Transport.StallTimeout), Level: r.cfg.Transport.ZstdLevel,
-			BytesPerSec: int64(r.cfg.Transport.BandwidthLimit)}}
+			BytesPerSec: int64(r.cfg.Transport.BandwidthLimit), Stats: r.stats}}
 	if r.cfg.Replication.DataOverPublic {
 		rcv.Fallback = r.cfg.Peer.PublicAddress
 	}
@@ -274,6 +275,17 @@ func (r *replicator) runAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// rootStatus is the engine's view of each root, for zrepl-ha status.
+func (r *replicator) rootStatus() []failover.RootStatus {
+	var out []failover.RootStatus
+	for _, s := range r.engine().Status() {
+		out = append(out, failover.RootStatus{Source: s.Root.Source, Target: s.Root.Target, LatestSnapshot: s.LatestSnapshot,
+			LatestConsistent: s.LatestConsistent, Lag: s.Lag, LastCycle: s.LastCycle, LastError: s.LastError,
+			Conflicts: s.Conflicts, BytesSent: s.BytesSent})
+	}
+	return out
 }
 
 // Newest is the newest snapshot of the first root this node knows of, for

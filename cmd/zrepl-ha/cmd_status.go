@@ -150,6 +150,29 @@ func renderStatus(st failover.Status, now time.Time, loc *time.Location) string 
 		b.WriteString(indent + "reason: " + d.Reason + "\n")
 	}
 
+	for i, r := range st.Roots {
+		label := ""
+		if i == 0 {
+			label = "roots"
+		}
+		lag := "nothing received yet"
+		if r.Lag >= 0 {
+			lag = "lag " + r.Lag.Round(time.Second).String()
+		}
+		line(label, "%s -> %s: %s, newest %s, peer has %s, %s sent, last cycle %s", r.Source, r.Target, lag,
+			orDash(r.LatestSnapshot), orDash(r.LatestConsistent), humanBytes(r.BytesSent), at(r.LastCycle))
+		if r.LastError != "" {
+			b.WriteString(indent + "last error: " + r.LastError + "\n")
+		}
+	}
+	for i, r := range st.Rescues {
+		label := ""
+		if i == 0 {
+			label = "rescues"
+		}
+		line(label, "%s", r)
+	}
+
 	busy := st.Busy
 	if busy == "" {
 		busy = "idle"
@@ -168,6 +191,13 @@ func renderStatus(st failover.Status, now time.Time, loc *time.Location) string 
 		}
 	}
 	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func arbiter(a *failover.ArbiterState, ok, notOK string) string {

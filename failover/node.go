@@ -77,7 +77,7 @@ type Node struct {
 	// they must be quick (cached), status calls them every time.
 	RootStatus func() []RootStatus
 	Rescues    func() []string
-	Log      *slog.Logger
+	Log        *slog.Logger
 	// Epochs are epochs recorded elsewhere (the zrepl-ha:epoch property of
 	// the roots); the node starts with the highest of these and the file's.
 	Epochs []uint64

@@ -115,12 +115,12 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		Exec:      svc,
 		Data: &zfsrpc.Server{Receiver: &zfsrepl.LocalReceiver{ZFS: z, Sender: cfg.Peer.Name},
 			Roots: roots, Log: log},
-		Stall:    time.Duration(cfg.Transport.StallTimeout),
-		Epochs:   epochs,
+		Stall:      time.Duration(cfg.Transport.StallTimeout),
+		Epochs:     epochs,
 		OnChange:   rep.onChange,
 		Newest:     rep.Newest,
 		RootStatus: rep.rootStatus,
-		Log:      log,
+		Log:        log,
 	}
 	if len(cfg.Tiebreaker.Targets) > 0 {
 		pr := &probe.Prober{Targets: cfg.Tiebreaker.Targets, Timeout: time.Duration(cfg.Tiebreaker.Timeout), Log: log}

@@ -16,9 +16,9 @@ const (
 	EventFence      = "fence"      // -> fenced
 	EventSwitchover = "switchover" // -> demoting: this node hands over to the peer
 	EventHandedOver = "handed_over"
-	EventRejoin     = "rejoin"   // -> passive under the peer's newer epoch
-	EventDemote     = "demote"   // admin demote
-	EventServing    = "serving"  // promoting -> active/standalone, standalone -> active
+	EventRejoin     = "rejoin"  // -> passive under the peer's newer epoch
+	EventDemote     = "demote"  // admin demote
+	EventServing    = "serving" // promoting -> active/standalone, standalone -> active
 	EventStandalone = "standalone"
 	EventOther      = "other"
 )

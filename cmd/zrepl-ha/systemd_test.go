@@ -107,3 +107,38 @@ func TestSystemdWatchdogOfAnotherProcess(t *testing.T) {
 		t.Fatal("petting another process's watchdog")
 	}
 }
+
+// TestUnitFileExample: the shipped unit keeps what the daemon relies on.
+func TestUnitFileExample(t *testing.T) {
+	data, err := os.ReadFile("../../docs/examples/zrepl-ha.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			keys[k] = v
+		}
+	}
+	for k, want := range map[string]string{
+		"Type": "notify", "Restart": "on-failure", "ExecReload": "/bin/kill -HUP $MAINPID",
+		"KillMode": "mixed", "NotifyAccess": "main",
+	} {
+		if keys[k] != want {
+			t.Errorf("%s=%q, want %q", k, keys[k], want)
+		}
+	}
+	if _, err := time.ParseDuration(keys["WatchdogSec"]); err != nil {
+		t.Errorf("WatchdogSec=%q: %v", keys["WatchdogSec"], err)
+	}
+	for _, fam := range []string{"AF_NETLINK", "AF_PACKET", "AF_INET"} {
+		if !strings.Contains(keys["RestrictAddressFamilies"], fam) {
+			t.Errorf("RestrictAddressFamilies lacks %s (VIP, ARP, heartbeats)", fam)
+		}
+	}
+	for _, ns := range []string{"ProtectSystem", "PrivateTmp", "ProtectHome", "PrivateDevices"} {
+		if _, ok := keys[ns]; ok {
+			t.Errorf("%s creates a mount namespace: zfs mounts would not reach the host", ns)
+		}
+	}
+}

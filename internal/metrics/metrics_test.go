@@ -96,7 +96,7 @@ func TestScrape(t *testing.T) {
 		},
 		Roots: func() []zfsrepl.RootStatus {
 			return []zfsrepl.RootStatus{{
-				Root: zfsrepl.Root{Source: "tank/data", Target: "tank/data"},
+				Root:             zfsrepl.Root{Source: "tank/data", Target: "tank/data"},
 				LatestConsistent: consistent,
 				Lag:              5 * time.Second, LastCycle: clk.Now().Add(-10 * time.Second),
 				LastError: "peer unreachable", BytesSent: 123456,

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,16 +58,23 @@ func rjWrite(t *testing.T, ds, name string, size int) {
 	exec.Command("sync").Run()
 }
 
-// rjSum hashes every file below dir (names and contents), skipping .zfs.
+// rjSum hashes every file of one filesystem below dir (names and
+// contents): .zfs and the mountpoints of child datasets are skipped, so a
+// dataset's mounted content compares with its own snapshots.
 func rjSum(t *testing.T, dir string) string {
 	t.Helper()
 	h := sha256.New()
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+	dev := func(fi os.FileInfo) uint64 { return uint64(fi.Sys().(*syscall.Stat_t).Dev) }
+	top, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
 		if fi.IsDir() {
-			if fi.Name() == ".zfs" {
+			if fi.Name() == ".zfs" || dev(fi) != dev(top) {
 				return filepath.SkipDir
 			}
 			return nil

@@ -121,6 +121,8 @@ var stepRules = []struct{ prefix, class string }{
 	{"bring up the VIP", "vip_up"},
 	{"drop the VIP", "vip_down"},
 	{"export the shares", "shares_export"},
+	{"list the peer's ", "rejoin_list_peer"},
+	{"rejoin ", "rejoin"},
 	{"unexport the shares", "shares_unexport"},
 	{"final incremental", "final_incremental"},
 	{"ask the peer to promote", "ask_peer"},

@@ -37,6 +37,10 @@ type Services struct {
 	Roots  []string // this node's replicated roots (replication.roots[].source)
 	Shares Exporter // nil: no shares configured
 	VIP    VIPHolder
+	// PeerRoots are the peer's names of Roots (replication.roots[].target),
+	// and PeerTree lists one of them on the peer, for a rejoin.
+	PeerRoots []string
+	PeerTree  func(ctx context.Context, root string) ([]zfsrepl.TreeDataset, error)
 	// Final runs one snapshot -> replicate cycle per root to the peer, for
 	// a handover. Writes must already be stopped.
 	Final func(ctx context.Context) error
@@ -209,13 +213,36 @@ func (s *Services) HandOver(ctx context.Context, epoch uint64, ask func(context.
 	return s.step("ask the peer to promote", func() error { return ask(ctx) })
 }
 
-// Rejoin implements Executor. The roots become replicas again so the new
-// active's incrementals can land. Writes taken here after the last common
-// snapshot are not rolled back: the next receive refuses them with a
-// conflict naming the dataset, and nothing is destroyed (the rescue
-// snapshot arrives with issue 7).
+// Rejoin implements Executor: each root becomes a replica of the peer's
+// again. Writes this node took after the newest snapshot both share are
+// kept in a rescue dataset, never discarded (rejoin.go), and the root is
+// left at that snapshot so the new active's incrementals land without a
+// full resend. Without PeerTree the roots are only made readonly.
 func (s *Services) Rejoin(ctx context.Context, epoch uint64) error {
-	return s.step("make roots replicas", func() error { return s.replicas(ctx) })
+	if s.PeerTree == nil {
+		return s.step("make roots replicas", func() error { return s.replicas(ctx) })
+	}
+	for i, root := range s.Roots {
+		peerRoot := root
+		if i < len(s.PeerRoots) {
+			peerRoot = s.PeerRoots[i]
+		}
+		var peer []zfsrepl.TreeDataset
+		if err := s.step("list the peer's "+peerRoot, func() (err error) { peer, err = s.PeerTree(ctx, peerRoot); return err }); err != nil {
+			return err
+		}
+		var res RejoinResult
+		if err := s.step("rejoin "+root, func() (err error) {
+			res, err = Rejoin(ctx, s.ZFS, root, peer, peerRoot, epoch, time.Now(), s.log())
+			return err
+		}); err != nil {
+			return err
+		}
+		if res.Diverged {
+			s.log().Warn("rejoin kept this node's divergent writes in a rescue dataset", "root", root, "rescue", res.Rescue, "snapshot", res.RescueSnapshot)
+		}
+	}
+	return nil
 }
 
 func (s *Services) replicas(ctx context.Context) error {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +69,10 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	}
 
 	rep := &replicator{cfg: cfg, z: z, sec: sec, log: log, locks: &scheduler.Locks{}}
-	svc := &failover.Services{ZFS: z, Roots: roots, Final: rep.final, Log: log}
+	svc := &failover.Services{ZFS: z, Roots: roots, Final: rep.final, Log: log, PeerTree: rep.peerTree}
+	for _, r := range cfg.Replication.Roots {
+		svc.PeerRoots = append(svc.PeerRoots, r.Target)
+	}
 	if len(cfg.Shares.NFS)+len(cfg.Shares.SMB) > 0 {
 		m := &shares.Manager{NFS: cfg.Shares.NFS, SMB: cfg.Shares.SMB, ZFS: z, Log: log}
 		if err := m.Validate(); err != nil {
@@ -114,12 +118,13 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		ListenSec: lsec,
 		Exec:      svc,
 		Data: &zfsrpc.Server{Receiver: &zfsrepl.LocalReceiver{ZFS: z, Sender: cfg.Peer.Name},
-			Roots: roots, Log: log},
+			Roots: roots, Log: log, Drill: newDrillResponder(cfg, z)},
 		Stall:      time.Duration(cfg.Transport.StallTimeout),
 		Epochs:     epochs,
 		OnChange:   rep.onChange,
 		Newest:     rep.Newest,
 		RootStatus: rep.rootStatus,
+		Rescues:    rep.rescues,
 		Log:        log,
 	}
 	if len(cfg.Tiebreaker.Targets) > 0 {
@@ -155,6 +160,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		return err
 	}
 	rep.refreshNewest(ctx)
+	rep.refreshRescues(ctx)
 	rep.onChange(node.State()) // transitions call it from then on
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -212,13 +218,14 @@ type replicator struct {
 	log   *slog.Logger
 	locks *scheduler.Locks
 
-	mu      sync.Mutex
-	cancel  context.CancelFunc
-	stopFn  func()
-	serving bool
-	eng     *zfsrepl.Engine
-	newest  atomic.Value           // string
-	stats   *transport.StreamStats // send stream counters for metrics; nil: none
+	mu         sync.Mutex
+	cancel     context.CancelFunc
+	stopFn     func()
+	serving    bool
+	eng        *zfsrepl.Engine
+	newest     atomic.Value           // string
+	rescueList atomic.Value           // []string
+	stats      *transport.StreamStats // send stream counters for metrics; nil: none
 }
 
 func (r *replicator) engine() *zfsrepl.Engine {
@@ -238,17 +245,24 @@ var compressionMode = map[config.Compression]transport.Mode{
 	config.CompressionZstd: transport.ModeZstd, config.CompressionLZ4: transport.ModeLZ4,
 	config.CompressionNone: transport.ModeNone, config.CompressionAuto: transport.ModeAuto}
 
+// client reaches the peer's zfsrpc server: the heartbeat link, then the
+// public path when data_over_public allows it.
+func (r *replicator) client() *zfsrpc.Client {
+	c := &zfsrpc.Client{Addr: r.cfg.Peer.LinkAddress, Local: r.cfg.Node.Name, Peer: r.cfg.Peer.Name, Sec: r.sec, Log: r.log,
+		Stream: transport.StreamOptions{Mode: compressionMode[r.cfg.Transport.Compression], Stall: time.Duration(r.cfg.Transport.StallTimeout), Level: r.cfg.Transport.ZstdLevel,
+			BytesPerSec: int64(r.cfg.Transport.BandwidthLimit), Stats: r.stats}}
+	if r.cfg.Replication.DataOverPublic {
+		c.Fallback = r.cfg.Peer.PublicAddress
+	}
+	return c
+}
+
 func (r *replicator) cycles() ([]*scheduler.Cycle, error) {
 	src, err := scheduler.NewGrid(r.cfg.Retention.Source)
 	if err != nil {
 		return nil, err
 	}
-	rcv := &zfsrpc.Client{Addr: r.cfg.Peer.LinkAddress, Local: r.cfg.Node.Name, Peer: r.cfg.Peer.Name, Sec: r.sec, Log: r.log,
-		Stream: transport.StreamOptions{Mode: compressionMode[r.cfg.Transport.Compression], Stall: time.Duration(r.cfg.Transport.StallTimeout), Level: r.cfg.Transport.ZstdLevel,
-			BytesPerSec: int64(r.cfg.Transport.BandwidthLimit), Stats: r.stats}}
-	if r.cfg.Replication.DataOverPublic {
-		rcv.Fallback = r.cfg.Peer.PublicAddress
-	}
+	rcv := r.client()
 	var out []*scheduler.Cycle
 	for _, root := range r.cfg.Replication.Roots {
 		out = append(out, &scheduler.Cycle{ZFS: r.z, Engine: r.engine(), Receiver: rcv,
@@ -275,6 +289,34 @@ func (r *replicator) runAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// peerTree lists a root on the peer (its zfsrpc server answers for its own
+// roots), for a rejoin.
+func (r *replicator) peerTree(ctx context.Context, root string) ([]zfsrepl.TreeDataset, error) {
+	c := r.client()
+	return c.Tree(ctx, root)
+}
+
+// rescues is the cached list of rescue datasets, for zrepl-ha status.
+func (r *replicator) rescues() []string {
+	v, _ := r.rescueList.Load().([]string)
+	return v
+}
+
+func (r *replicator) refreshRescues(ctx context.Context) {
+	pools := map[string]bool{}
+	var list []string
+	for _, root := range r.cfg.Replication.Roots {
+		p, _, _ := strings.Cut(root.Source, "/")
+		if !pools[p] {
+			pools[p] = true
+			list = append(list, p)
+		}
+	}
+	if rs, err := failover.Rescues(ctx, r.z, list); err == nil {
+		r.rescueList.Store(rs)
+	}
 }
 
 // rootStatus is the engine's view of each root, for zrepl-ha status.
@@ -357,6 +399,7 @@ func (r *replicator) pruneReplicas(ctx context.Context) {
 		return
 	}
 	r.refreshNewest(ctx)
+	r.refreshRescues(ctx)
 	for _, root := range r.cfg.Replication.Roots {
 		unlock := r.locks.Lock(root.Source)
 		d, refused, err := scheduler.PruneReceiver(ctx, r.z, root.Source, grid, time.Now())

@@ -57,6 +57,7 @@ var reasonRules = map[State][]reasonRule{
 	Demoting: {
 		{"admin: switchover", "admin"},
 		{"public network is down", "public_lost"},
+		{"failback:", "failback"},
 	},
 	Passive: {
 		{"rejoin as passive", "newer_epoch"},

@@ -153,6 +153,11 @@ type AdminDemote struct{}
 // final incremental, losing nothing.
 type AdminSwitchover struct{}
 
+// FailbackReady: failback is automatic, this node is not the preferred
+// active, and the preferred peer has caught up (it holds our newest
+// snapshot). The runtime sends it; the machine hands over if it still can.
+type FailbackReady struct{}
+
 // HandoverRequest: the demoting peer finished its final sync and asks this
 // node to promote. PeerEpoch is the epoch it served under.
 type HandoverRequest struct{ PeerEpoch uint64 }
@@ -166,6 +171,7 @@ func (Done) isEvent()            {}
 func (AdminPromote) isEvent()    {}
 func (AdminDemote) isEvent()     {}
 func (AdminSwitchover) isEvent() {}
+func (FailbackReady) isEvent()   {}
 func (HandoverRequest) isEvent() {}
 
 // ActionKind names what the runtime must do.
@@ -473,6 +479,10 @@ func (m *Machine) Step(now time.Time, ev Event) ([]Action, error) {
 		acts, err = m.adminDemote(acts, now)
 	case AdminSwitchover:
 		acts, err = m.adminSwitchover(acts, now)
+	case FailbackReady:
+		if m.state == Active && m.actionBusy == 0 && m.inContact(now) && m.peerKnown && m.peer.Role == Passive && m.peer.PublicOK {
+			acts = m.handOver(acts, now, "failback: the preferred node has caught up")
+		}
 	case HandoverRequest:
 		acts, err = m.handoverRequest(acts, now, e)
 	default:

@@ -561,3 +561,21 @@ func TestStateNames(t *testing.T) {
 	}
 	_ = fmt.Sprint(Decision{})
 }
+
+func TestFailbackReady(t *testing.T) {
+	h := activeNode(t, tb)
+	from := len(h.acts)
+	h.mustStep(0, FailbackReady{})
+	h.expect(Demoting, 1)
+	if !h.took(from, ActHandOver) || !strings.Contains(h.m.Last().Reason, "failback") {
+		t.Fatalf("actions %v, reason %q", h.acts[from:], h.m.Last().Reason)
+	}
+	// Not while the peer is unreachable or not passive.
+	h = activeNode(t, tb)
+	h.feed(400*time.Millisecond, healthy(PeerBeat{Role: Fenced, Epoch: 1, PublicOK: true}))
+	h.mustStep(0, FailbackReady{})
+	h.expect(Active, 1)
+	p := passiveNode(t, tb)
+	p.mustStep(0, FailbackReady{})
+	p.expect(Passive, 1)
+}

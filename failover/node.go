@@ -73,6 +73,12 @@ type Node struct {
 	Newest func() string
 	// Observer, if set, hears decisions, actions and heartbeat RTTs.
 	Observer Observer
+	// Failback (failback: auto) returns the roles to the Preferred node (the
+	// one configured initial_role: active) with a switchover once it has
+	// caught up: its heartbeats carry our newest snapshot for FailbackSettle.
+	Failback       bool
+	Preferred      bool
+	FailbackSettle time.Duration // default 10 s
 	// RootStatus and Rescues, if set, fill Status.Roots and Status.Rescues;
 	// they must be quick (cached), status calls them every time.
 	RootStatus func() []RootStatus
@@ -91,7 +97,9 @@ type Node struct {
 	cancel  context.CancelFunc // the action in flight
 	hbState PeerBeat
 	lastWit bool
-	actions chan Action
+	// caughtUp: since when the preferred peer has held our newest snapshot.
+	caughtUp time.Time
+	actions  chan Action
 }
 
 type event struct {
@@ -321,6 +329,9 @@ func (n *Node) loop(ctx context.Context) {
 			return
 		case <-tick.C:
 			ev = event{ev: Tick{}}
+			if n.Failback && !n.Preferred {
+				n.checkFailback(ctx, time.Now())
+			}
 			if n.Watchdog != nil {
 				if err := n.Watchdog.Pet(); err != nil {
 					n.log().Error("watchdog pet failed", "err", err)
@@ -339,6 +350,35 @@ func (n *Node) loop(ctx context.Context) {
 		if ev.reply != nil {
 			ev.reply <- err
 		}
+	}
+}
+
+// checkFailback sends FailbackReady once the preferred peer has held our
+// newest snapshot for FailbackSettle while we are active and it is passive.
+func (n *Node) checkFailback(ctx context.Context, now time.Time) {
+	n.mu.Lock()
+	v := n.machine.View(now)
+	n.mu.Unlock()
+	newest := ""
+	if n.Newest != nil {
+		newest = n.Newest()
+	}
+	if v.State != Active || !v.PeerKnown || v.Peer.Role != Passive || newest == "" || v.Peer.Newest != newest {
+		n.caughtUp = time.Time{}
+		return
+	}
+	settle := n.FailbackSettle
+	if settle <= 0 {
+		settle = 10 * time.Second
+	}
+	if n.caughtUp.IsZero() {
+		n.caughtUp = now
+		return
+	}
+	if now.Sub(n.caughtUp) >= settle {
+		n.caughtUp = time.Time{}
+		n.log().Info("failback: the preferred node has caught up; handing the roles back", "snapshot", newest)
+		n.step(ctx, FailbackReady{})
 	}
 }
 

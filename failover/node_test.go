@@ -150,7 +150,9 @@ func (p *pair) run(n *Node) context.CancelFunc {
 
 var fastTiming = Timing{Interval: 50 * time.Millisecond, Threshold: 600 * time.Millisecond, Margin: 400 * time.Millisecond}
 
-func startPair(t *testing.T) *pair {
+func startPair(t *testing.T) *pair { return startPairOpts(t, false) }
+
+func startPairOpts(t *testing.T, failback bool) *pair {
 	p := &pair{ea: &recExec{}, eb: &recExec{}, timing: fastTiming}
 	p.publicA.Store(true)
 	p.publicB.Store(true)
@@ -185,6 +187,13 @@ func startPair(t *testing.T) *pair {
 	}
 	p.t = t
 	p.a, p.b = p.mk("a"), p.mk("b")
+	if failback {
+		for _, n := range []*Node{p.a, p.b} {
+			n.Failback, n.FailbackSettle = true, 300*time.Millisecond
+			n.Newest = func() string { return "zrepl-ha_20261201T120000Z_000001" }
+		}
+		p.a.Preferred = true
+	}
 	p.cancelA, p.cancB = p.run(p.a), p.run(p.b)
 	return p
 }
@@ -326,4 +335,28 @@ func TestNodePairOnLoopback(t *testing.T) {
 		}
 		holdRole(t, p.b, "passive", 2*p.timing.Threshold)
 	})
+}
+
+// failback: auto: once the preferred node is back as a caught-up passive,
+// the roles return to it with a switchover, under a new epoch.
+func TestNodePairFailbackAuto(t *testing.T) {
+	p := startPairOpts(t, true)
+	waitRole(t, p.a, "active", 5*time.Second)
+	waitPeer(t, p.b, "active", time.Second)
+	for _, c := range append(p.link[:], p.pub[:]...) {
+		c.pull()
+	}
+	p.publicA.Store(false)
+	waitRole(t, p.b, "standalone", 5*time.Second)
+	p.publicA.Store(true)
+	for _, c := range append(p.link[:], p.pub[:]...) {
+		c.plug()
+	}
+	waitRole(t, p.a, "passive", 5*time.Second)
+	took := waitRole(t, p.a, "active", 10*time.Second)
+	waitRole(t, p.b, "passive", 5*time.Second)
+	if s := p.a.Status(); s.Epoch != 2 || !p.eb.has("handover") {
+		t.Fatalf("a at epoch %d; b did %v", s.Epoch, p.eb.log)
+	}
+	t.Logf("failback %s after the old active rejoined", took.Round(time.Millisecond))
 }

@@ -125,6 +125,8 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		Newest:     rep.Newest,
 		RootStatus: rep.rootStatus,
 		Rescues:    rep.rescues,
+		Failback:   cfg.Failback == config.FailbackAuto,
+		Preferred:  cfg.Peer.InitialRole == config.RoleActive,
 		Log:        log,
 	}
 	if len(cfg.Tiebreaker.Targets) > 0 {

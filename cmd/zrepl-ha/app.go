@@ -45,6 +45,7 @@ func newApp() *cli.Command {
 			newFailoverCommand(),
 			newDemoteCommand(),
 			newSwitchoverCommand(),
+			newDrillCommand(),
 			newRunCommand(),
 			newPromoteCommand(),
 		},

@@ -118,7 +118,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		ListenSec: lsec,
 		Exec:      svc,
 		Data: &zfsrpc.Server{Receiver: &zfsrepl.LocalReceiver{ZFS: z, Sender: cfg.Peer.Name},
-			Roots: roots, Log: log},
+			Roots: roots, Log: log, Drill: newDrillResponder(cfg, z)},
 		Stall:      time.Duration(cfg.Transport.StallTimeout),
 		Epochs:     epochs,
 		OnChange:   rep.onChange,

@@ -16,12 +16,14 @@ import (
 
 // request is the JSON body of every call and stream header.
 type request struct {
-	Method    string            `json:"method"` // tree, confirm, receive
-	Root      string            `json:"root,omitempty"`
-	Snapshots []string          `json:"snapshots,omitempty"`
-	Release   []string          `json:"release,omitempty"`
-	Receive   *receiveRequest   `json:"receive,omitempty"`
-	Extra     map[string]string `json:"extra,omitempty"` // room to grow without a version bump
+	Method    string          `json:"method"` // tree, confirm, receive, drill.sample, drill.info
+	Root      string          `json:"root,omitempty"`
+	Snapshots []string        `json:"snapshots,omitempty"`
+	Release   []string        `json:"release,omitempty"`
+	Receive   *receiveRequest `json:"receive,omitempty"`
+	// DrillSample is the request of drill.sample (drill.go).
+	DrillSample *DrillSampleRequest `json:"drill_sample,omitempty"`
+	Extra       map[string]string   `json:"extra,omitempty"` // room to grow without a version bump
 }
 
 type receiveRequest struct {
@@ -50,11 +52,11 @@ type Client struct {
 	// path when the heartbeat link is down and replication.data_over_public
 	// allows it.
 	Fallback string
-	Local  string // this node's name
-	Peer   string // the peer's name, checked in the handshake
-	Sec    transport.Security
-	Stream transport.StreamOptions
-	Log    *slog.Logger
+	Local    string // this node's name
+	Peer     string // the peer's name, checked in the handshake
+	Sec      transport.Security
+	Stream   transport.StreamOptions
+	Log      *slog.Logger
 }
 
 var _ zfsrepl.Receiver = (*Client)(nil)
@@ -157,6 +159,9 @@ type Server struct {
 	// Roots are the target roots the peer may touch; anything else is
 	// refused.
 	Roots []string
+	// Drill answers `zrepl-ha drill` on the peer (drill.go); nil refuses
+	// the drill calls.
+	Drill DrillHandler
 	Log   *slog.Logger
 }
 
@@ -211,6 +216,9 @@ func (s *Server) Call(ctx context.Context, body []byte) ([]byte, error) {
 			}
 		}
 		return []byte("{}"), coded(s.Receiver.Confirm(ctx, req.Snapshots, req.Release))
+	}
+	if out, ok, err := s.drillCall(ctx, req); ok {
+		return out, err
 	}
 	return nil, &codedError{codeBadRequest, fmt.Errorf("unknown method %q", req.Method)}
 }

@@ -12,7 +12,7 @@ TEST_SCENARIOS ?= 1|3|9
 RUNS ?= 1
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Packages that have platform tests (real ZFS in the lab VM).
-PLATFORM_PKGS := zfsrepl cmd/zrepl-ha transport/zfsrpc scheduler failover failover/watchdog failover/vip failover/shares
+PLATFORM_PKGS := zfsrepl cmd/zrepl-ha transport/zfsrpc scheduler failover failover/watchdog failover/vip failover/shares failover/drill
 comma := ,
 empty :=
 space := $(empty) $(empty)

@@ -99,7 +99,11 @@ func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 		}); err != nil {
 			return err
 		}
-		if err := s.step("roll back "+root+" to "+rp.Snapshot, func() error {
+		name := "roll back " + root + " to " + rp.Snapshot
+		if !rp.Replica {
+			name = "roll back " + root + ": none, it is not a replica"
+		}
+		if err := s.step(name, func() error {
 			for _, rb := range rp.Rollbacks {
 				// -r: snapshots after the cut are a later cycle that did not
 				// reach every dataset; they are not a consistent state.

@@ -83,6 +83,7 @@ type Node struct {
 	// they must be quick (cached), status calls them every time.
 	RootStatus func() []RootStatus
 	Rescues    func() []string
+	Transfers  func() []Transfer
 	Log        *slog.Logger
 	// Epochs are epochs recorded elsewhere (the zrepl-ha:epoch property of
 	// the roots); the node starts with the highest of these and the file's.
@@ -570,6 +571,19 @@ type Status struct {
 	// writes kept aside by a rejoin.
 	Roots   []RootStatus `json:"roots,omitempty"`
 	Rescues []string     `json:"rescues,omitempty"`
+	// Transfers are the zfs send streams in flight (an initial full sync, a
+	// catch-up after an outage), for `zrepl-ha status --watch`.
+	Transfers []Transfer `json:"transfers,omitempty"`
+}
+
+// Transfer is one stream in flight.
+type Transfer struct {
+	Dataset string    `json:"dataset"`
+	Kind    string    `json:"kind"`  // full, incremental, resume
+	Bytes   int64     `json:"bytes"` // moved so far
+	Total   int64     `json:"total"` // the -nvP estimate, 0 if unknown
+	Started time.Time `json:"started"`
+	Rate    float64   `json:"bytes_per_sec"` // since it started
 }
 
 // RootStatus is one root's replication, from the engine.
@@ -632,6 +646,9 @@ func (n *Node) Status() Status {
 	s := n.status()
 	if n.RootStatus != nil {
 		s.Roots = n.RootStatus()
+	}
+	if n.Transfers != nil {
+		s.Transfers = n.Transfers()
 	}
 	if n.Rescues != nil {
 		s.Rescues = n.Rescues()

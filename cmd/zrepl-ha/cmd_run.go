@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,6 +126,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		Newest:     rep.Newest,
 		RootStatus: rep.rootStatus,
 		Rescues:    rep.rescues,
+		Transfers:  rep.transfers,
 		Failback:   cfg.Failback == config.FailbackAuto,
 		Preferred:  cfg.Peer.InitialRole == config.RoleActive,
 		Log:        log,
@@ -225,8 +227,10 @@ type replicator struct {
 	stopFn     func()
 	serving    bool
 	eng        *zfsrepl.Engine
-	newest     atomic.Value           // string
-	rescueList atomic.Value           // []string
+	newest     atomic.Value // string
+	rescueList atomic.Value // []string
+	inflight   sync.Map     // target dataset -> *failover.Transfer, under tmu
+	tmu        sync.Mutex
 	stats      *transport.StreamStats // send stream counters for metrics; nil: none
 }
 
@@ -235,7 +239,8 @@ func (r *replicator) engine() *zfsrepl.Engine {
 	defer r.mu.Unlock()
 	if r.eng == nil {
 		r.eng = &zfsrepl.Engine{ZFS: r.z, Peer: r.cfg.Peer.Name, MaxStreamBytes: int64(r.cfg.Replication.MaxStreamSize), Log: r.log,
-			Plan: zfsrepl.PlanOptions{InitialAll: r.cfg.Replication.InitialSend == config.InitialSendAll, Raw: rawPolicy[r.cfg.Replication.Raw]}}
+			OnProgress: r.progress,
+			Plan:       zfsrepl.PlanOptions{InitialAll: r.cfg.Replication.InitialSend == config.InitialSendAll, Raw: rawPolicy[r.cfg.Replication.Raw]}}
 	}
 	return r.eng
 }
@@ -319,6 +324,39 @@ func (r *replicator) refreshRescues(ctx context.Context) {
 	if rs, err := failover.Rescues(ctx, r.z, list); err == nil {
 		r.rescueList.Store(rs)
 	}
+}
+
+// progress records the engine's streams in flight for status --watch; it
+// is called from the engine's goroutines and must be quick.
+func (r *replicator) progress(p zfsrepl.Progress) {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	if p.Done {
+		r.inflight.Delete(p.Step.Target)
+		return
+	}
+	v, ok := r.inflight.Load(p.Step.Target)
+	if !ok {
+		v = &failover.Transfer{Dataset: p.Step.Target, Kind: p.Step.Kind.String(), Started: time.Now()}
+		r.inflight.Store(p.Step.Target, v)
+	}
+	t := v.(*failover.Transfer)
+	t.Bytes, t.Total = p.Bytes, p.Total
+	if d := time.Since(t.Started).Seconds(); d > 0 {
+		t.Rate = float64(p.Bytes) / d
+	}
+}
+
+func (r *replicator) transfers() []failover.Transfer {
+	r.tmu.Lock()
+	defer r.tmu.Unlock()
+	var out []failover.Transfer
+	r.inflight.Range(func(_, v any) bool {
+		out = append(out, *v.(*failover.Transfer))
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Dataset < out[j].Dataset })
+	return out
 }
 
 // rootStatus is the engine's view of each root, for zrepl-ha status.

@@ -39,6 +39,7 @@ func newStatusCommand() *cli.Command {
 			"   zrepl-ha --config /etc/zrepl-ha/alpha.yaml status --json | jq .role",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
+			&cli.BoolFlag{Name: "watch", Usage: "redraw every second until interrupted (a terminal), or print the transfers in flight as log lines (no terminal)"},
 			socketFlag(),
 		},
 		Action: func(ctx context.Context, c *cli.Command) error {
@@ -46,6 +47,9 @@ func newStatusCommand() *cli.Command {
 				return &usageError{fmt.Sprintf("status takes no arguments, got %q", c.Args().Slice())}
 			}
 			opts := statusOptions{controlOptions: controlOptionsFrom(c), JSON: c.Bool("json"), Now: time.Now, Loc: time.Local}
+			if c.Bool("watch") {
+				return runStatusWatch(ctx, c.Root().Writer, opts, isTerminal(c.Root().Writer), time.Second)
+			}
 			return runStatus(ctx, c.Root().Writer, opts)
 		},
 	}
@@ -72,6 +76,43 @@ func runStatus(ctx context.Context, out io.Writer, opts statusOptions) error {
 	}
 	_, err = io.WriteString(out, renderStatus(st, opts.Now(), opts.Loc))
 	return err
+}
+
+// runStatusWatch follows a long operation (an initial sync, a catch-up, a
+// rejoin): on a terminal it redraws the status every interval; otherwise it
+// prints one plain line per transfer in flight, so a log keeps the history.
+// It ends when ctx ends (Ctrl-C) or the daemon stops answering.
+func runStatusWatch(ctx context.Context, out io.Writer, opts statusOptions, tty bool, every time.Duration) error {
+	cl, err := opts.client()
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, controlTimeout)
+		st, err := cl.Status(cctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		now := opts.Now()
+		if tty {
+			fmt.Fprint(out, "\033[H\033[2J"+renderStatus(st, now, opts.Loc))
+		} else {
+			for _, tr := range st.Transfers {
+				fmt.Fprintf(out, "%s %s\n", now.In(opts.Loc).Format(time.RFC3339), transferLine(tr, now))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // renderStatus is the human table: a label column, then the value; the
@@ -165,6 +206,13 @@ func renderStatus(st failover.Status, now time.Time, loc *time.Location) string 
 			b.WriteString(indent + "last error: " + r.LastError + "\n")
 		}
 	}
+	for i, tr := range st.Transfers {
+		label := ""
+		if i == 0 {
+			label = "transfers"
+		}
+		line(label, "%s", transferLine(tr, now))
+	}
 	for i, r := range st.Rescues {
 		label := ""
 		if i == 0 {
@@ -191,6 +239,20 @@ func renderStatus(st failover.Status, now time.Time, loc *time.Location) string 
 		}
 	}
 	return b.String()
+}
+
+// transferLine is one stream in flight: bytes, rate and, with an
+// estimate, the share done and the time left.
+func transferLine(t failover.Transfer, now time.Time) string {
+	s := fmt.Sprintf("%s (%s): %s", t.Dataset, t.Kind, humanBytes(t.Bytes))
+	if t.Total > 0 {
+		s += fmt.Sprintf(" of %s (%d%%)", humanBytes(t.Total), min(100, t.Bytes*100/t.Total))
+	}
+	s += fmt.Sprintf(", %s/s", humanBytes(int64(t.Rate)))
+	if t.Total > t.Bytes && t.Rate > 0 {
+		s += ", ETA " + (time.Duration(float64(t.Total-t.Bytes)/t.Rate) * time.Second).Round(time.Second).String()
+	}
+	return s + ", for " + now.Sub(t.Started).Round(time.Second).String()
 }
 
 func orDash(s string) string {

@@ -113,3 +113,40 @@ func TestStatusSocketFromConfig(t *testing.T) {
 		t.Fatalf("missing config: code %d stderr %q", code, stderr)
 	}
 }
+
+func TestTransferLine(t *testing.T) {
+	tr := failover.Transfer{Dataset: "tank/data/vm", Kind: "full", Bytes: 256 << 20, Total: 1 << 30,
+		Started: goldenNow.Add(-8 * time.Second), Rate: 32 << 20}
+	got := transferLine(tr, goldenNow)
+	want := "tank/data/vm (full): 256.0MiB of 1.0GiB (25%), 32.0MiB/s, ETA 24s, for 8s"
+	if got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+	tr.Total = 0
+	if got := transferLine(tr, goldenNow); strings.Contains(got, "ETA") {
+		t.Fatalf("an ETA without an estimate: %q", got)
+	}
+}
+
+// Without a terminal, --watch prints the transfers in flight as plain
+// lines at every interval, and stops when its context ends.
+func TestStatusWatchPlainLines(t *testing.T) {
+	st := goldenStatus()
+	st.Transfers = []failover.Transfer{{Dataset: "tank/data", Kind: "incremental", Bytes: 1 << 20, Total: 4 << 20,
+		Started: goldenNow.Add(-2 * time.Second), Rate: 512 << 10}}
+	sock := serveFake(t, &fakeDaemon{status: st})
+	ctx, cancel := context.WithTimeout(context.Background(), 350*time.Millisecond)
+	defer cancel()
+	var out bytes.Buffer
+	opts := statusOptions{controlOptions: controlOptions{Socket: sock}, Now: func() time.Time { return goldenNow }, Loc: time.UTC}
+	if err := runStatusWatch(ctx, &out, opts, false, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "2030-06-01T12:00:00Z tank/data (incremental): 1.0MiB of 4.0MiB (25%)") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "\033[") {
+		t.Fatal("terminal escapes without a terminal")
+	}
+}

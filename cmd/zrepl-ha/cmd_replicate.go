@@ -103,7 +103,7 @@ func (o replicateOptions) check() (replicateSettings, error) {
 		return replicateSettings{}, &usageError{fmt.Sprintf(format, args...) + "; see 'zrepl-ha replicate --help'"}
 	}
 	if !o.Once {
-		return usage("replicate needs --once: it replicates once and exits. Continuous replication runs in the daemon, which is not available yet")
+		return usage("replicate needs --once: it replicates once and exits. Continuous replication to the peer is the daemon's job (zrepl-ha run)")
 	}
 	if o.From == "" || o.To == "" {
 		return usage("replicate needs both --from SOURCE_ROOT and --to TARGET_ROOT")

@@ -22,7 +22,7 @@ func TestReplicateFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no --once", []string{"replicate", "--from", "tank/data", "--to", "backup/data"}, "needs --once: it replicates once and exits. Continuous replication runs in the daemon, which is not available yet"},
+		{"no --once", []string{"replicate", "--from", "tank/data", "--to", "backup/data"}, "needs --once: it replicates once and exits. Continuous replication to the peer is the daemon's job (zrepl-ha run)"},
 		{"no --from", []string{"replicate", "--once", "--to", "backup/data"}, "needs both --from SOURCE_ROOT and --to TARGET_ROOT"},
 		{"no --to", []string{"replicate", "--once", "--from", "tank/data"}, "needs both --from SOURCE_ROOT and --to TARGET_ROOT"},
 		{"bad size", with("--max-stream-size", "4XB"), `--max-stream-size must be a size like`},

@@ -57,6 +57,16 @@ func (v *validator) crossf(path, other, format string, args ...any) {
 	v.errs = append(v.errs, e)
 }
 
+// badUnder reports whether something at or below path could not be decoded.
+func (v *validator) badUnder(path string) bool {
+	for p := range v.bad {
+		if p == path || strings.HasPrefix(p, path+".") {
+			return true
+		}
+	}
+	return false
+}
+
 func (v *validator) suppressed(path string) bool {
 	for p := path; ; p = parentPath(p) {
 		if v.bad[p] {
@@ -396,6 +406,7 @@ func (v *validator) heartbeat(c *Config) {
 
 func (v *validator) tiebreaker(c *Config) {
 	t := c.Tiebreaker
+	before := len(v.errs)
 	for i, tg := range t.Targets {
 		p := fmt.Sprintf("tiebreaker.targets[%d]", i)
 		oneOf(v, p+".method", tg.Method, tiebreakMethods)
@@ -411,6 +422,15 @@ func (v *validator) tiebreaker(c *Config) {
 				v.check(p+".address", checkHost(tg.Address))
 			}
 		}
+	}
+	// A gateway can only tell the isolated node apart when the nodes also
+	// heartbeat over the network the gateway is on: with the heartbeat link
+	// as the only path, a pulled link cable would let both nodes serve.
+	// (Only for targets that are otherwise right: one fix at a time.)
+	if len(t.Targets) > 0 && len(v.errs) == before && !v.badUnder("tiebreaker") &&
+		c.Witness.Etcd == nil && (c.Node.ListenPublic == "" || c.Peer.PublicAddress == "") {
+		v.crossf("tiebreaker.targets", "node.listen_public",
+			"a tiebreaker needs heartbeats on the public network too: set node.listen_public and peer.public_address (or configure a witness)")
 	}
 	switch {
 	case t.Timeout <= 0:

@@ -291,8 +291,12 @@ func TestHeartbeatRules(t *testing.T) {
 }
 
 func TestTiebreakerRules(t *testing.T) {
-	tg := func(s string) string { return `tiebreaker: {targets: [` + s + `]}` }
+	tg := func(s string) string {
+		return `{node: {listen_public: "198.18.0.1:7701"}, peer: {public_address: "198.18.0.2:7701"}, tiebreaker: {targets: [` + s + `]}}`
+	}
 	runRules(t, []ruleCase{
+		{"no public heartbeat path", `tiebreaker: {targets: [{address: 198.18.0.254}]}`, "tiebreaker.targets", "needs heartbeats on the public network too"},
+		{"no public path but a witness", `{tiebreaker: {targets: [{address: 198.18.0.254}]}, witness: {etcd: {endpoints: ["http://198.18.0.10:2379"]}}}`, "", ""},
 		{"icmp host", tg(`{address: 198.18.0.254}`), "", ""},
 		{"icmp ipv6", tg(`{address: "2001:db8::fe", method: icmp}`), "", ""},
 		{"icmp name", tg(`{address: gw.lan}`), "", ""},

@@ -279,6 +279,12 @@ type Machine struct {
 	// handoverPending: the peer asked us to take over, and we wait for the
 	// witness lease before promoting.
 	handoverPending bool
+	// viaFailover: this node serves because it promoted itself after the
+	// peer went silent, the one case automatic failback undoes (not an
+	// admin's switchover or failover --force).
+	viaFailover bool
+	// rejoinRetryAt: a failed rejoin is tried again from then on.
+	rejoinRetryAt time.Time
 
 	last Decision
 }
@@ -480,7 +486,7 @@ func (m *Machine) Step(now time.Time, ev Event) ([]Action, error) {
 	case AdminSwitchover:
 		acts, err = m.adminSwitchover(acts, now)
 	case FailbackReady:
-		if m.state == Active && m.actionBusy == 0 && m.inContact(now) && m.peerKnown && m.peer.Role == Passive && m.peer.PublicOK {
+		if m.state == Active && m.viaFailover && m.actionBusy == 0 && m.inContact(now) && m.peerKnown && m.peer.Role == Passive && m.peer.PublicOK {
 			acts = m.handOver(acts, now, "failback: the preferred node has caught up")
 		}
 	case HandoverRequest:
@@ -521,7 +527,7 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 			return m.fence(acts, now, "lost the witness lease and the peer")
 		}
 		if m.peerKnown && m.peerFresh(now) && m.peer.Role.Serving() && m.peer.Epoch == m.epoch {
-			return m.fence(acts, now, fmt.Sprintf("peer is also %s at epoch %d: both fence, an admin must choose (zrepl-ha failover --force on the node to keep)", m.peer.Role, m.epoch))
+			return m.fence(acts, now, fmt.Sprintf("peer is also %s at epoch %d: both fence; the node with the smaller name resumes when both are fenced, or an admin chooses with zrepl-ha failover --force", m.peer.Role, m.epoch))
 		}
 		if !m.inContact(now) {
 			if !m.arbiterOK(now) && !m.forced {
@@ -552,6 +558,11 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 		if m.actionBusy != 0 {
 			return acts
 		}
+		if m.state == Passive && !m.rejoinRetryAt.IsZero() && !now.Before(m.rejoinRetryAt) && m.peerServing(now) {
+			m.rejoinRetryAt = time.Time{}
+			m.actionBusy = ActRejoin
+			return append(acts, Action{Kind: ActRejoin, Epoch: m.epoch})
+		}
 		if m.handoverPending && m.state == Passive && m.witnessHeld {
 			m.handoverPending = false
 			return m.promote(acts, now, "handover from the peer; witness lease taken")
@@ -570,7 +581,9 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 				return acts
 			}
 			if m.arbiterOK(now) {
-				return m.promote(acts, now, fmt.Sprintf("peer silent for %s on every path and the %s answers: promote", m.silentFor(now).Round(time.Millisecond), m.arbiterName()))
+				acts = m.promote(acts, now, fmt.Sprintf("peer silent for %s on every path and the %s answers: promote", m.silentFor(now).Round(time.Millisecond), m.arbiterName()))
+				m.viaFailover = true
+				return acts
 			}
 			return acts
 		}
@@ -609,10 +622,13 @@ func (m *Machine) peerConsents() bool {
 func (m *Machine) peerName() string { return m.opt.PeerName }
 
 func (m *Machine) arbiterName() string {
-	if m.opt.Witness {
+	switch {
+	case m.opt.Witness:
 		return "witness"
+	case m.opt.Tiebreaker:
+		return "tiebreaker"
 	}
-	return "tiebreaker"
+	return "arbiter (none configured: no tiebreaker, no witness)"
 }
 
 func later(a, b time.Time) time.Time {
@@ -667,6 +683,7 @@ func (m *Machine) promote(acts []Action, now time.Time, reason string) []Action 
 		e = m.peer.Epoch
 	}
 	m.epoch = e + 1
+	m.viaFailover = false
 	m.setState(now, Promoting, reason)
 	m.actionBusy = ActServe
 	// Persist the new epoch before serving, so a crash mid-promotion never
@@ -716,6 +733,11 @@ func (m *Machine) done(acts []Action, now time.Time, d Done) []Action {
 	case ActRejoin:
 		if d.Err != nil {
 			m.last.Reason = "rejoin failed: " + d.Err.Error()
+			// Retried: the peer may have been unreachable for a moment, or
+			// a mount busy; each step of a rejoin is safe to run again.
+			m.rejoinRetryAt = now.Add(3 * m.opt.Timing.Threshold)
+		} else {
+			m.rejoinRetryAt = time.Time{}
 		}
 	}
 	return acts

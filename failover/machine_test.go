@@ -563,19 +563,46 @@ func TestStateNames(t *testing.T) {
 }
 
 func TestFailbackReady(t *testing.T) {
-	h := activeNode(t, tb)
+	// Only a node that took over by failover hands the roles back.
+	h := passiveNode(t, tb)
+	h.feedUntil(10*time.Second, world{tiebreaker: true}, Promoting)
+	h.done(ActServe, nil)
+	h.feedUntil(2*time.Second, healthy(PeerBeat{Role: Passive, Epoch: 2, PublicOK: true}), Active)
 	from := len(h.acts)
 	h.mustStep(0, FailbackReady{})
-	h.expect(Demoting, 1)
+	h.expect(Demoting, 2)
 	if !h.took(from, ActHandOver) || !strings.Contains(h.m.Last().Reason, "failback") {
 		t.Fatalf("actions %v, reason %q", h.acts[from:], h.m.Last().Reason)
 	}
-	// Not while the peer is unreachable or not passive.
-	h = activeNode(t, tb)
-	h.feed(400*time.Millisecond, healthy(PeerBeat{Role: Fenced, Epoch: 1, PublicOK: true}))
-	h.mustStep(0, FailbackReady{})
-	h.expect(Active, 1)
+	// Not on a node that serves by consent, switchover or admin.
+	a := activeNode(t, tb)
+	a.mustStep(0, FailbackReady{})
+	a.expect(Active, 1)
 	p := passiveNode(t, tb)
 	p.mustStep(0, FailbackReady{})
 	p.expect(Passive, 1)
+}
+
+// A failed rejoin is tried again after three thresholds while the peer
+// serves.
+func TestRejoinRetried(t *testing.T) {
+	h := newHarness(t, tb, Persisted{State: Active, Epoch: 1})
+	h.feed(time.Second, healthy(PeerBeat{Role: Active, Epoch: 2, PublicOK: true}))
+	h.expect(Passive, 2)
+	h.done(ActRejoin, errors.New("listing the peer: connection refused"))
+	from := len(h.acts)
+	h.feed(8*time.Second, healthy(PeerBeat{Role: Active, Epoch: 2, PublicOK: true}))
+	if h.took(from, ActRejoin) {
+		t.Fatal("retried before three thresholds")
+	}
+	h.feed(2*time.Second, healthy(PeerBeat{Role: Active, Epoch: 2, PublicOK: true}))
+	if !h.took(from, ActRejoin) {
+		t.Fatal("never retried")
+	}
+	h.done(ActRejoin, nil)
+	from = len(h.acts)
+	h.feed(20*time.Second, healthy(PeerBeat{Role: Active, Epoch: 2, PublicOK: true}))
+	if h.took(from, ActRejoin) {
+		t.Fatal("retried after success")
+	}
 }

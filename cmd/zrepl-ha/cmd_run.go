@@ -156,7 +156,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		// Closed (magic close) only on a clean return; a crash leaves the
 		// watchdog armed so the node reboots.
 		defer wd.Close()
-		node.Watchdog = wd
+		node.Watchdog = &everyPinger{p: wd, every: time.Duration(cfg.Watchdog.Interval)}
 	}
 	node.Watchdog = watchdogs(node.Watchdog, sd.pinger())
 	serveMetrics := observe(cfg, node, svc, rep, roots, log)
@@ -198,6 +198,23 @@ func security(cfg *config.Config, log *slog.Logger) (dial, listen transport.Secu
 	}
 	log.Info("tls", "fingerprint", files.Fingerprint(), "peer_fingerprint", files.PeerFingerprint())
 	return transport.Security{TLS: files.ClientConfig()}, transport.Security{TLS: files.ServerConfig()}, nil
+}
+
+// everyPinger pets at most every `every` (watchdog.interval): the node's
+// loop ticks far more often, and each pet is a write to the device.
+type everyPinger struct {
+	p     failover.Pinger
+	every time.Duration
+	last  time.Time
+}
+
+func (e *everyPinger) Pet() error {
+	now := time.Now()
+	if !e.last.IsZero() && now.Sub(e.last) < e.every {
+		return nil
+	}
+	e.last = now
+	return e.p.Pet()
 }
 
 // witnessArbiter adapts the etcd witness to the node's Arbiter.

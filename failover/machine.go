@@ -329,21 +329,17 @@ func (m *Machine) Heartbeat(now time.Time) PeerBeat {
 // contact is the newest evidence that the peer hears us: the send time of
 // our newest acknowledged heartbeat, on any path.
 func (m *Machine) contact() time.Time {
-	var t time.Time
-	for _, p := range m.paths {
-		if p.ackedOut.After(t) {
-			t = p.ackedOut
-		}
-	}
-	return t
+	return m.newest(func(p *pathView) time.Time { return p.ackedOut })
 }
 
 // heard is when a heartbeat from the peer last arrived, on any path.
-func (m *Machine) heard() time.Time {
+func (m *Machine) heard() time.Time { return m.newest(func(p *pathView) time.Time { return p.heard }) }
+
+func (m *Machine) newest(of func(*pathView) time.Time) time.Time {
 	var t time.Time
 	for _, p := range m.paths {
-		if p.heard.After(t) {
-			t = p.heard
+		if v := of(p); v.After(t) {
+			t = v
 		}
 	}
 	return t
@@ -574,11 +570,7 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 				return acts
 			}
 			if m.opt.Witness && !m.witnessHeld {
-				if !m.campaigning {
-					m.campaigning = true
-					acts = append(acts, Action{Kind: ActCampaign})
-				}
-				return acts
+				return m.campaign(acts)
 			}
 			if m.arbiterOK(now) {
 				acts = m.promote(acts, now, fmt.Sprintf("peer silent for %s on every path and the %s answers: promote", m.silentFor(now).Round(time.Millisecond), m.arbiterName()))
@@ -593,11 +585,7 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 		if m.state == Fenced && m.peerKnown && m.peerFresh(now) && m.contact().After(m.since) &&
 			now.Sub(later(m.peerViewAt, m.since)) >= t.settle() && m.peerConsents() {
 			if m.opt.Witness && !m.witnessHeld {
-				if !m.campaigning {
-					m.campaigning = true
-					acts = append(acts, Action{Kind: ActCampaign})
-				}
-				return acts
+				return m.campaign(acts)
 			}
 			if m.publicOK(now) {
 				return m.serve(acts, now, fmt.Sprintf("peer is %s at epoch %d and consents: resume serving", m.peer.Role, m.peer.Epoch))
@@ -606,6 +594,15 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 		return acts
 	}
 	return acts
+}
+
+// campaign asks for the witness lease once; the Witness event answers.
+func (m *Machine) campaign(acts []Action) []Action {
+	if m.campaigning {
+		return acts
+	}
+	m.campaigning = true
+	return append(acts, Action{Kind: ActCampaign})
 }
 
 // peerConsents: the peer's view lets a fenced node of epoch m.epoch serve.
@@ -806,11 +803,7 @@ func (m *Machine) handoverRequest(acts []Action, now time.Time, e HandoverReques
 	if m.opt.Witness && !m.witnessHeld {
 		// The demoting peer resigned; take the lease, then promote.
 		m.handoverPending = true
-		if !m.campaigning {
-			m.campaigning = true
-			acts = append(acts, Action{Kind: ActCampaign})
-		}
-		return acts, nil
+		return m.campaign(acts), nil
 	}
 	return m.promote(acts, now, fmt.Sprintf("handover from the peer at epoch %d", e.PeerEpoch)), nil
 }

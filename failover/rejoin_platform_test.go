@@ -11,17 +11,12 @@ package failover
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,65 +30,7 @@ const (
 	rjS3 = "zrepl-ha_20261201T120200Z_000003" // taken on both sides after the failover: same name, other guids
 )
 
-func rjZFS(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("zfs", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("zfs %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func rjProp(t *testing.T, ds, p string) string { return rjZFS(t, "get", "-H", "-o", "value", p, ds) }
-
 func rjExists(ds string) bool { return exec.Command("zfs", "list", ds).Run() == nil }
-
-func rjWrite(t *testing.T, ds, name string, size int) {
-	t.Helper()
-	b := make([]byte, size)
-	rand.Read(b)
-	if err := os.WriteFile(filepath.Join(rjProp(t, ds, "mountpoint"), name), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	exec.Command("sync").Run()
-}
-
-// rjSum hashes every file of one filesystem below dir (names and
-// contents): .zfs and the mountpoints of child datasets are skipped, so a
-// dataset's mounted content compares with its own snapshots.
-func rjSum(t *testing.T, dir string) string {
-	t.Helper()
-	h := sha256.New()
-	dev := func(fi os.FileInfo) uint64 { return uint64(fi.Sys().(*syscall.Stat_t).Dev) }
-	top, err := os.Stat(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		if fi.IsDir() {
-			if fi.Name() == ".zfs" || dev(fi) != dev(top) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		fmt.Fprintf(h, "%s\n", rel)
-		_, err = io.Copy(h, f)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // rjFiles lists the file names directly in dir.
 func rjFiles(t *testing.T, dir string) []string {
@@ -114,10 +51,10 @@ func rjFiles(t *testing.T, dir string) []string {
 // rjMounted mounts ds if it is not and returns its mountpoint.
 func rjMounted(t *testing.T, ds string) string {
 	t.Helper()
-	if rjProp(t, ds, "mounted") != "yes" {
-		rjZFS(t, "mount", ds)
+	if testpool.Prop(t, ds, "mounted") != "yes" {
+		testpool.ZFS(t, "mount", ds)
 	}
-	return rjProp(t, ds, "mountpoint")
+	return testpool.Prop(t, ds, "mountpoint")
 }
 
 type rjSetup struct {
@@ -130,13 +67,13 @@ type rjSetup struct {
 func rjReplicated(t *testing.T, ctx context.Context) rjSetup {
 	p := testpool.New(t, "zrj", 512<<20, "-O", "compression=off", "-O", "atime=off").Name
 	s := rjSetup{pool: p, a: p + "/a/data", b: p + "/b/data", z: zfsrepl.NewExec(zfsrepl.Binaries{}, nil)}
-	rjZFS(t, "create", "-p", s.a+"/c")
-	rjZFS(t, "create", p+"/b")
+	testpool.ZFS(t, "create", "-p", s.a+"/c")
+	testpool.ZFS(t, "create", p+"/b")
 	eng := &zfsrepl.Engine{ZFS: s.z, Peer: "beta", Now: time.Now}
 	for i, snap := range []string{rjS1, rjS2} {
-		rjWrite(t, s.a, fmt.Sprintf("f%d", i), 256<<10)
-		rjWrite(t, s.a+"/c", fmt.Sprintf("f%d", i), 256<<10)
-		rjZFS(t, "snapshot", "-r", s.a+"@"+snap)
+		testpool.WriteRandom(t, s.a, fmt.Sprintf("f%d", i), 256<<10)
+		testpool.WriteRandom(t, s.a+"/c", fmt.Sprintf("f%d", i), 256<<10)
+		testpool.ZFS(t, "snapshot", "-r", s.a+"@"+snap)
 		rep, err := eng.Replicate(ctx, zfsrepl.Root{Source: s.a, Target: s.b}, &zfsrepl.LocalReceiver{ZFS: s.z, Sender: "alpha"})
 		if err != nil || len(rep.Conflicts) > 0 {
 			t.Fatalf("replicating a to b: %v %v", err, rep.Conflicts)
@@ -148,12 +85,12 @@ func rjReplicated(t *testing.T, ctx context.Context) rjSetup {
 // rjFailover: b/data becomes the new active, writes and snapshots rjS3.
 func rjFailover(t *testing.T, s rjSetup) {
 	for _, ds := range []string{s.b, s.b + "/c"} {
-		rjZFS(t, "set", "readonly=off", ds)
-		rjZFS(t, "set", "canmount=on", ds)
+		testpool.ZFS(t, "set", "readonly=off", ds)
+		testpool.ZFS(t, "set", "canmount=on", ds)
 		rjMounted(t, ds)
-		rjWrite(t, ds, "from-b", 128<<10)
+		testpool.WriteRandom(t, ds, "from-b", 128<<10)
 	}
-	rjZFS(t, "snapshot", "-r", s.b+"@"+rjS3)
+	testpool.ZFS(t, "snapshot", "-r", s.b+"@"+rjS3)
 }
 
 // rjFailback replicates b/data to a/data with the real engine and checks
@@ -180,12 +117,12 @@ func rjFailback(t *testing.T, ctx context.Context, s rjSetup) {
 		t.Errorf("latest consistent on a: %q, want %s", rep.LatestConsistent, rjS3)
 	}
 	for _, rel := range []string{"", "/c"} {
-		got := rjSum(t, filepath.Join(rjMounted(t, s.a+rel), ".zfs", "snapshot", rjS3))
-		want := rjSum(t, filepath.Join(rjMounted(t, s.b+rel), ".zfs", "snapshot", rjS3))
+		got := testpool.TreeSum(t, filepath.Join(rjMounted(t, s.a+rel), ".zfs", "snapshot", rjS3))
+		want := testpool.TreeSum(t, filepath.Join(rjMounted(t, s.b+rel), ".zfs", "snapshot", rjS3))
 		if got != want {
 			t.Errorf("a/data%s@%s differs from b's", rel, rjS3)
 		}
-		if _, err := os.Stat(filepath.Join(rjProp(t, s.a+rel, "mountpoint"), "from-b")); err != nil {
+		if _, err := os.Stat(filepath.Join(testpool.Prop(t, s.a+rel, "mountpoint"), "from-b")); err != nil {
 			t.Errorf("b's new file did not arrive on a/data%s: %v", rel, err)
 		}
 	}
@@ -210,16 +147,16 @@ func TestPlatformRejoinRescueDiverged(t *testing.T) {
 	// b's rjS3, another guid), then more writes after it.
 	sumS2 := map[string]string{}
 	for _, rel := range []string{"", "/c"} {
-		sumS2[rel] = rjSum(t, filepath.Join(rjMounted(t, s.a+rel), ".zfs", "snapshot", rjS2))
-		rjWrite(t, s.a+rel, "lost1", 64<<10)
+		sumS2[rel] = testpool.TreeSum(t, filepath.Join(rjMounted(t, s.a+rel), ".zfs", "snapshot", rjS2))
+		testpool.WriteRandom(t, s.a+rel, "lost1", 64<<10)
 	}
-	rjZFS(t, "snapshot", "-r", s.a+"@"+rjS3)
+	testpool.ZFS(t, "snapshot", "-r", s.a+"@"+rjS3)
 	sumDivSnap := map[string]string{}
 	sumBefore := map[string]string{}
 	for _, rel := range []string{"", "/c"} {
-		rjWrite(t, s.a+rel, "lost2", 64<<10)
-		sumDivSnap[rel] = rjSum(t, filepath.Join(rjProp(t, s.a+rel, "mountpoint"), ".zfs", "snapshot", rjS3))
-		sumBefore[rel] = rjSum(t, rjProp(t, s.a+rel, "mountpoint"))
+		testpool.WriteRandom(t, s.a+rel, "lost2", 64<<10)
+		sumDivSnap[rel] = testpool.TreeSum(t, filepath.Join(testpool.Prop(t, s.a+rel, "mountpoint"), ".zfs", "snapshot", rjS3))
+		sumBefore[rel] = testpool.TreeSum(t, testpool.Prop(t, s.a+rel, "mountpoint"))
 	}
 
 	var logs bytes.Buffer
@@ -240,24 +177,24 @@ func TestPlatformRejoinRescueDiverged(t *testing.T) {
 	}
 	for _, rel := range []string{"", "/c"} {
 		// The rescue holds everything a had, the divergent snapshot too.
-		if got := rjSum(t, rjMounted(t, rescue+rel)); got != sumBefore[rel] {
+		if got := testpool.TreeSum(t, rjMounted(t, rescue+rel)); got != sumBefore[rel] {
 			t.Errorf("rescue%s: content differs from a/data%s before the rejoin", rel, rel)
 		}
-		if got := rjSum(t, filepath.Join(rjProp(t, rescue+rel, "mountpoint"), ".zfs", "snapshot", rjS3)); got != sumDivSnap[rel] {
+		if got := testpool.TreeSum(t, filepath.Join(testpool.Prop(t, rescue+rel, "mountpoint"), ".zfs", "snapshot", rjS3)); got != sumDivSnap[rel] {
 			t.Errorf("rescue%s@%s: differs from a's divergent snapshot", rel, rjS3)
 		}
 		// a/data is the common snapshot again, a read-only promoted clone.
-		if got := rjSum(t, rjMounted(t, s.a+rel)); got != sumS2[rel] {
+		if got := testpool.TreeSum(t, rjMounted(t, s.a+rel)); got != sumS2[rel] {
 			t.Errorf("a/data%s: content differs from @%s", rel, rjS2)
 		}
-		if ro, origin, ro2 := rjProp(t, s.a+rel, "readonly"), rjProp(t, s.a+rel, "origin"), rjProp(t, rescue+rel, "origin"); ro != "on" || origin != "-" || ro2 != s.a+rel+"@"+rjS2 {
+		if ro, origin, ro2 := testpool.Prop(t, s.a+rel, "readonly"), testpool.Prop(t, s.a+rel, "origin"), testpool.Prop(t, rescue+rel, "origin"); ro != "on" || origin != "-" || ro2 != s.a+rel+"@"+rjS2 {
 			t.Errorf("a/data%s: readonly=%s origin=%s; rescue origin=%s", rel, ro, origin, ro2)
 		}
-		if g1, g2 := rjProp(t, s.a+rel+"@"+rjS2, "guid"), rjProp(t, s.b+rel+"@"+rjS2, "guid"); g1 != g2 {
+		if g1, g2 := testpool.Prop(t, s.a+rel+"@"+rjS2, "guid"), testpool.Prop(t, s.b+rel+"@"+rjS2, "guid"); g1 != g2 {
 			t.Errorf("a/data%s@%s guid %s, b's %s", rel, rjS2, g1, g2)
 		}
 	}
-	t.Logf("files in the rescue: %v; in a/data: %v", rjFiles(t, rjProp(t, rescue, "mountpoint")), rjFiles(t, rjProp(t, s.a, "mountpoint")))
+	t.Logf("files in the rescue: %v; in a/data: %v", rjFiles(t, testpool.Prop(t, rescue, "mountpoint")), rjFiles(t, testpool.Prop(t, s.a, "mountpoint")))
 	if rs, err := Rescues(ctx, s.z, []string{s.pool}); err != nil || len(rs) != 1 || rs[0] != rescue {
 		t.Errorf("Rescues = %v, %v", rs, err)
 	}
@@ -276,7 +213,7 @@ func TestPlatformRejoinRescueNoDivergence(t *testing.T) {
 	defer cancel()
 	s := rjReplicated(t, ctx)
 	rjFailover(t, s)
-	guid := rjProp(t, s.a, "guid")
+	guid := testpool.Prop(t, s.a, "guid")
 	res, err := Rejoin(ctx, s.z, s.a, rjPeerTree(t, ctx, s), s.b, 5, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -285,11 +222,11 @@ func TestPlatformRejoinRescueNoDivergence(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	for _, rel := range []string{"", "/c"} {
-		if ro := rjProp(t, s.a+rel, "readonly"); ro != "on" {
+		if ro := testpool.Prop(t, s.a+rel, "readonly"); ro != "on" {
 			t.Errorf("a/data%s readonly=%s", rel, ro)
 		}
 	}
-	if rjProp(t, s.a, "guid") != guid || rjExists(s.pool+"/zrepl-ha-rescue") {
+	if testpool.Prop(t, s.a, "guid") != guid || rjExists(s.pool+"/zrepl-ha-rescue") {
 		t.Error("something was renamed or a rescue area was made")
 	}
 	rjFailback(t, ctx, s)
@@ -302,16 +239,16 @@ func TestPlatformRejoinRescueAfterCrash(t *testing.T) {
 	defer cancel()
 	s := rjReplicated(t, ctx)
 	rjFailover(t, s)
-	sumS2 := rjSum(t, filepath.Join(rjMounted(t, s.a+"/c"), ".zfs", "snapshot", rjS2))
-	rjWrite(t, s.a+"/c", "lost", 64<<10)
-	sumBefore := rjSum(t, rjProp(t, s.a+"/c", "mountpoint"))
+	sumS2 := testpool.TreeSum(t, filepath.Join(rjMounted(t, s.a+"/c"), ".zfs", "snapshot", rjS2))
+	testpool.WriteRandom(t, s.a+"/c", "lost", 64<<10)
+	sumBefore := testpool.TreeSum(t, testpool.Prop(t, s.a+"/c", "mountpoint"))
 
 	// Steps (a) and (b) by hand, as the first run would have done them.
 	const ts = "20261201T130000Z"
 	rescue := s.pool + "/zrepl-ha-rescue/" + strings.ReplaceAll(s.a, "/", "_") + "_5_" + ts
-	rjZFS(t, "snapshot", "-r", s.a+"@zrepl-ha_rescue_5_"+ts)
-	rjZFS(t, "create", "-o", "canmount=off", s.pool+"/zrepl-ha-rescue")
-	rjZFS(t, "rename", s.a, rescue)
+	testpool.ZFS(t, "snapshot", "-r", s.a+"@zrepl-ha_rescue_5_"+ts)
+	testpool.ZFS(t, "create", "-o", "canmount=off", s.pool+"/zrepl-ha-rescue")
+	testpool.ZFS(t, "rename", s.a, rescue)
 
 	res, err := Rejoin(ctx, s.z, s.a, rjPeerTree(t, ctx, s), s.b, 5, time.Now(), nil)
 	if err != nil {
@@ -320,10 +257,10 @@ func TestPlatformRejoinRescueAfterCrash(t *testing.T) {
 	if !res.Resumed || res.Rescue != rescue || len(res.Datasets) != 2 {
 		t.Fatalf("result %+v", res)
 	}
-	if got := rjSum(t, rjMounted(t, rescue+"/c")); got != sumBefore {
+	if got := testpool.TreeSum(t, rjMounted(t, rescue+"/c")); got != sumBefore {
 		t.Error("the rescue's child lost a's writes")
 	}
-	if got := rjSum(t, rjMounted(t, s.a+"/c")); got != sumS2 {
+	if got := testpool.TreeSum(t, rjMounted(t, s.a+"/c")); got != sumS2 {
 		t.Errorf("a/data/c differs from @%s", rjS2)
 	}
 	rjFailback(t, ctx, s)

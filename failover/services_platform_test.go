@@ -9,16 +9,13 @@ package failover
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,59 +23,8 @@ import (
 	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
-func zfs(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("zfs", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("zfs %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func prop(t *testing.T, ds, p string) string { return zfs(t, "get", "-H", "-o", "value", p, ds) }
-
-func writeFile(t *testing.T, ds, name string, size int) {
-	t.Helper()
-	b := make([]byte, size)
-	rand.Read(b)
-	if err := os.WriteFile(filepath.Join(prop(t, ds, "mountpoint"), name), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	exec.Command("sync").Run()
-}
-
-// treeSum hashes every file of a directory tree (names and contents).
-func treeSum(t *testing.T, dir string) string {
-	t.Helper()
-	h := sha256.New()
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		if fi.IsDir() {
-			if fi.Name() == ".zfs" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		fmt.Fprintf(h, "%s\n", rel)
-		_, err = io.Copy(h, f)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func snapDir(t *testing.T, ds, snap string) string {
-	return filepath.Join(prop(t, ds, "mountpoint"), ".zfs", "snapshot", snap)
+	return filepath.Join(testpool.Prop(t, ds, "mountpoint"), ".zfs", "snapshot", snap)
 }
 
 func TestPlatformPromotionCrashAtEveryStep(t *testing.T) {
@@ -86,32 +32,32 @@ func TestPlatformPromotionCrashAtEveryStep(t *testing.T) {
 	defer cancel()
 	p := testpool.New(t, "zpr", 512<<20, "-O", "compression=off").Name
 	src, dst := p+"/src", p+"/dst"
-	zfs(t, "create", src)
-	zfs(t, "create", src+"/c")
-	writeFile(t, src, "f1", 1<<20)
-	writeFile(t, src+"/c", "f1", 1<<20)
+	testpool.ZFS(t, "create", src)
+	testpool.ZFS(t, "create", src+"/c")
+	testpool.WriteRandom(t, src, "f1", 1<<20)
+	testpool.WriteRandom(t, src+"/c", "f1", 1<<20)
 	z := zfsrepl.NewExec(zfsrepl.Binaries{}, nil)
 	const s1, s2 = "zrepl-ha_20261201T120000Z_000001", "zrepl-ha_20261201T120005Z_000002"
-	zfs(t, "snapshot", "-r", src+"@"+s1)
+	testpool.ZFS(t, "snapshot", "-r", src+"@"+s1)
 	eng := &zfsrepl.Engine{ZFS: z, Peer: "beta", Now: time.Now}
 	if _, err := eng.Replicate(ctx, zfsrepl.Root{Source: src, Target: dst}, &zfsrepl.LocalReceiver{ZFS: z, Sender: "alpha"}); err != nil {
 		t.Fatal(err)
 	}
 	// The next cycle reaches the child only, and the root's receive is cut
 	// halfway: the latest consistent snapshot is still s1.
-	writeFile(t, src, "f2", 4<<20)
-	writeFile(t, src+"/c", "f2", 1<<20)
-	zfs(t, "snapshot", "-r", src+"@"+s2)
+	testpool.WriteRandom(t, src, "f2", 4<<20)
+	testpool.WriteRandom(t, src+"/c", "f2", 1<<20)
+	testpool.ZFS(t, "snapshot", "-r", src+"@"+s2)
 	sh := func(cmd string) {
 		out, _ := exec.Command("/bin/sh", "-c", cmd).CombinedOutput()
 		t.Logf("%s: %s", cmd, out)
 	}
 	sh(fmt.Sprintf("zfs send -i @%s %s/c@%s | zfs recv -s -u %s/c", s1, src, s2, dst))
 	sh(fmt.Sprintf("zfs send -i @%s %s@%s | head -c 2000000 | zfs recv -s -u %s", s1, src, s2, dst))
-	if tok := prop(t, dst, "receive_resume_token"); tok == "-" {
+	if tok := testpool.Prop(t, dst, "receive_resume_token"); tok == "-" {
 		t.Fatal("no partial receive state to promote over")
 	}
-	wantChild := treeSum(t, snapDir(t, src+"/c", s1))
+	wantChild := testpool.TreeSum(t, snapDir(t, src+"/c", s1))
 
 	svc := &Services{ZFS: z, Roots: []string{dst}}
 	plan, err := svc.Plan(ctx)
@@ -149,16 +95,16 @@ func TestPlatformPromotionCrashAtEveryStep(t *testing.T) {
 		}
 	}
 	for _, ds := range []string{dst, dst + "/c"} {
-		if ro, mounted, tok := prop(t, ds, "readonly"), prop(t, ds, "mounted"), prop(t, ds, "receive_resume_token"); ro != "off" || mounted != "yes" || tok != "-" {
+		if ro, mounted, tok := testpool.Prop(t, ds, "readonly"), testpool.Prop(t, ds, "mounted"), testpool.Prop(t, ds, "receive_resume_token"); ro != "off" || mounted != "yes" || tok != "-" {
 			t.Errorf("%s: readonly=%s mounted=%s token=%s", ds, ro, mounted, tok)
 		}
 	}
 	for _, c := range []struct{ ds, want string }{{dst + "/c", wantChild}} {
-		if got := treeSum(t, prop(t, c.ds, "mountpoint")); got != c.want {
+		if got := testpool.TreeSum(t, testpool.Prop(t, c.ds, "mountpoint")); got != c.want {
 			t.Errorf("%s: content differs from the source's @%s", c.ds, s1)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(prop(t, dst, "mountpoint"), "f2")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(testpool.Prop(t, dst, "mountpoint"), "f2")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("f2 (from the unfinished cycle) is on the promoted root: %v", err)
 	}
 	f1 := func(ds string) string {
@@ -169,10 +115,10 @@ func TestPlatformPromotionCrashAtEveryStep(t *testing.T) {
 		s := sha256.Sum256(b)
 		return hex.EncodeToString(s[:])
 	}
-	if f1(prop(t, dst, "mountpoint")) != f1(snapDir(t, src, s1)) {
+	if f1(testpool.Prop(t, dst, "mountpoint")) != f1(snapDir(t, src, s1)) {
 		t.Error("f1 on the promoted root differs from the source's")
 	}
-	if e := prop(t, dst, EpochProperty); e != "7" {
+	if e := testpool.Prop(t, dst, EpochProperty); e != "7" {
 		t.Errorf("epoch property %q", e)
 	}
 	// Running it again changes nothing.

@@ -38,7 +38,7 @@ test:
 	echo "== lab install (skipped when already done)"; \
 	bash fixtures/lab/install.sh || rc=1; \
 	echo "== platform tests: $(PLATFORM_PKGS) (real OpenZFS in a TCG VM)"; \
-	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -mem 4096 -timeout 25m -- -test.run '^TestPlatform' -test.parallel 3 || rc=1; \
+	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -mem 4096 -timeout 45m -- -test.run '^TestPlatform' -test.parallel 4 || rc=1; \
 	echo "== witness tests (a real etcd on loopback)"; \
 	bash fixtures/etcd/install.sh || rc=1; \
 	$(GO) test -tags platform -count=1 -json -run '^TestPlatformWitness' ./failover/witness > $(OUT)/platform-witness.json || rc=1; \
@@ -62,7 +62,7 @@ vet:
 
 platform-test: lab-install
 	@mkdir -p $(OUT)
-	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -mem 4096 -timeout 25m -- -test.run '^TestPlatform' -test.parallel 3
+	$(LAB) gotest -pkgs $(PLATFORM_LIST) -jsondir $(OUT) -mem 4096 -timeout 45m -- -test.run '^TestPlatform' -test.parallel 4
 
 lab-install:
 	bash fixtures/lab/install.sh

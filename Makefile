@@ -45,8 +45,9 @@ test:
 	echo "== lab tests (boot, panic, hang and watchdog handling on the host)"; \
 	$(GO) test -tags platform -count=1 -json -run '^TestPlatformLab' ./fixtures/lab > $(OUT)/platform-lab.json || rc=1; \
 	echo "== scenarios on the two-node lab: $(TEST_SCENARIOS) (docs/scenarios.md)"; \
-	$(GO) test -tags platform -count=1 -timeout 40m -json -run '^TestScenario($(TEST_SCENARIOS))$$' ./fixtures/scenarios > $(OUT)/scenarios.json || rc=1; \
-	grep -ho 'measured: scenario [^"]*' $(OUT)/scenarios.json | sed 's/\\n$$//' || true; \
+	$(GO) test -tags platform -count=1 -timeout 40m -json -run '^TestScenario($(TEST_SCENARIOS))$$' ./fixtures/scenarios \
+	  -args -scenarios.logs $(CURDIR)/$(OUT)/scenarios-logs > $(OUT)/scenarios.json || rc=1; \
+	grep -ho 'measured: [^"]*' $(OUT)/scenarios.json | sed 's/\\n$$//' || true; \
 	left=ok; $(LAB) leftovers || left=fail; \
 	pairleft=ok; $(PAIR) leftovers || pairleft=fail; \
 	echo "== summary"; \
@@ -96,7 +97,8 @@ scenarios: lab-install
 	for i in $$(seq $(RUNS)); do \
 	  echo "== scenarios, run $$i of $(RUNS) (about 40 minutes each under TCG)"; \
 	  $(GO) test -tags platform -count=1 -timeout 120m -json -run '^TestScenario[1-9]$$' ./fixtures/scenarios \
-	    -args -scenarios.results $(CURDIR)/$(OUT)/scenarios.jsonl -scenarios.long > $(OUT)/scenarios-run$$i.json || rc=1; \
+	    -args -scenarios.results $(CURDIR)/$(OUT)/scenarios.jsonl -scenarios.long -scenarios.logs $(CURDIR)/$(OUT)/scenarios-logs/run$$i > $(OUT)/scenarios-run$$i.json || rc=1; \
+	  grep -ho 'measured: [^"]*' $(OUT)/scenarios-run$$i.json | sed 's/\\n$$//' || true; \
 	  files="$$files -noskip $(OUT)/scenarios-run$$i.json"; \
 	done; \
 	echo "== the pair lab's own test (TestPlatformPair)"; \

@@ -597,6 +597,11 @@ type RootStatus struct {
 	LastError        string        `json:"last_error,omitempty"`
 	Conflicts        int           `json:"conflicts,omitempty"`
 	BytesSent        int64         `json:"bytes_sent"`
+	// Pending is what remains of the transfers in flight for this root, by
+	// their zfs send -nvP estimates (0 when nothing is moving).
+	Pending int64 `json:"pending_bytes"`
+	// Throughput is the bytes per second of the last cycle that sent data.
+	Throughput float64 `json:"throughput_bytes_per_sec"`
 }
 
 // PathStatus is one heartbeat path.

@@ -247,6 +247,7 @@ type replicator struct {
 	newest     atomic.Value // string
 	rescueList atomic.Value // []string
 	inflight   sync.Map     // target dataset -> *failover.Transfer, under tmu
+	throughput sync.Map     // root source -> float64 bytes/s of its last sending cycle
 	tmu        sync.Mutex
 	stats      *transport.StreamStats // send stream counters for metrics; nil: none
 }
@@ -304,9 +305,13 @@ func (r *replicator) runAll(ctx context.Context) error {
 	}
 	var errs []error
 	for i, c := range cs {
+		before, start := r.sent(c.Root.Source), time.Now()
 		res, err := c.Run(ctx)
 		if err != nil {
 			errs = append(errs, err)
+		}
+		if moved := r.sent(c.Root.Source) - before; moved > 0 {
+			r.throughput.Store(c.Root.Source, float64(moved)/time.Since(start).Seconds())
 		}
 		if i == 0 && res.Snapshot != "" {
 			r.newest.Store(res.Snapshot)
@@ -379,12 +384,32 @@ func (r *replicator) transfers() []failover.Transfer {
 // rootStatus is the engine's view of each root, for zrepl-ha status.
 func (r *replicator) rootStatus() []failover.RootStatus {
 	var out []failover.RootStatus
+	inflight := r.transfers()
 	for _, s := range r.engine().Status() {
-		out = append(out, failover.RootStatus{Source: s.Root.Source, Target: s.Root.Target, LatestSnapshot: s.LatestSnapshot,
+		rs := failover.RootStatus{Source: s.Root.Source, Target: s.Root.Target, LatestSnapshot: s.LatestSnapshot,
 			LatestConsistent: s.LatestConsistent, Lag: s.Lag, LastCycle: s.LastCycle, LastError: s.LastError,
-			Conflicts: s.Conflicts, BytesSent: s.BytesSent})
+			Conflicts: s.Conflicts, BytesSent: s.BytesSent}
+		for _, t := range inflight {
+			if (t.Dataset == s.Root.Target || strings.HasPrefix(t.Dataset, s.Root.Target+"/")) && t.Total > t.Bytes {
+				rs.Pending += t.Total - t.Bytes
+			}
+		}
+		if v, ok := r.throughput.Load(s.Root.Source); ok {
+			rs.Throughput = v.(float64)
+		}
+		out = append(out, rs)
 	}
 	return out
+}
+
+// sent is the engine's byte count for a root so far.
+func (r *replicator) sent(root string) int64 {
+	for _, s := range r.engine().Status() {
+		if s.Root.Source == root {
+			return s.BytesSent
+		}
+	}
+	return 0
 }
 
 // Newest is the newest snapshot of the first root this node knows of, for

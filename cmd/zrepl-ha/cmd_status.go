@@ -202,6 +202,9 @@ func renderStatus(st failover.Status, now time.Time, loc *time.Location) string 
 		}
 		line(label, "%s -> %s: %s, newest %s, peer has %s, %s sent, last cycle %s", r.Source, r.Target, lag,
 			orDash(r.LatestSnapshot), orDash(r.LatestConsistent), humanBytes(r.BytesSent), at(r.LastCycle))
+		if r.Pending > 0 || r.Throughput > 0 {
+			b.WriteString(fmt.Sprintf("%s%s pending, %s/s last cycle\n", indent, humanBytes(r.Pending), humanBytes(int64(r.Throughput))))
+		}
 		if r.LastError != "" {
 			b.WriteString(indent + "last error: " + r.LastError + "\n")
 		}

@@ -37,7 +37,8 @@ func goldenStatus() failover.Status {
 		Alerts: []string{"public path down: replication uses the heartbeat link", "peer's public network is down"},
 		Roots: []failover.RootStatus{
 			{Source: "tank/data", Target: "tank/data", LatestSnapshot: "zrepl-ha_20300601T115955Z_000120",
-				LatestConsistent: "zrepl-ha_20300601T115950Z_000119", Lag: 7 * time.Second, LastCycle: goldenNow.Add(-3 * time.Second), BytesSent: 3 << 30},
+				LatestConsistent: "zrepl-ha_20300601T115950Z_000119", Lag: 7 * time.Second, LastCycle: goldenNow.Add(-3 * time.Second), BytesSent: 3 << 30,
+				Pending: 96 << 20, Throughput: 48 << 20},
 			{Source: "tank/vm", Target: "backup/vm", Lag: -1, LastError: "listing receiver root backup/vm: connection refused"},
 		},
 		Rescues: []string{"tank/zrepl-ha-rescue/tank_data_7_20300520T101500Z"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -541,6 +542,13 @@ func (h dataHandler) Call(ctx context.Context, body []byte) ([]byte, error) {
 	if h.n.Data == nil {
 		return nil, fmt.Errorf("this node does not accept replication")
 	}
+	var m struct {
+		Method string `json:"method"`
+	}
+	_ = json.Unmarshal(body, &m)
+	if err := h.n.refuseReplication(m.Method); err != nil {
+		return nil, err
+	}
 	return h.n.Data.Call(ctx, body)
 }
 
@@ -548,7 +556,32 @@ func (h dataHandler) Stream(ctx context.Context, body []byte, r io.Reader) trans
 	if h.n.Data == nil {
 		return transport.ErrorEnd(fmt.Errorf("this node does not accept replication"))
 	}
+	if err := h.n.refuseReplication("receive"); err != nil {
+		return transport.ErrorEnd(err)
+	}
 	return h.n.Data.Stream(ctx, body, r)
+}
+
+// refuseReplication says why a replication request must wait: a serving
+// node receives nothing, and while a rejoin moves the root into a rescue
+// and clones it back, the sender would see no root and send a full stream
+// into the gap. "tree" stays open while serving: a rejoining peer lists
+// the active's roots.
+func (n *Node) refuseReplication(method string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.machine == nil {
+		return fmt.Errorf("this node is starting; try again")
+	}
+	st, _ := n.machine.State()
+	busy := n.machine.actionBusy
+	switch {
+	case (busy == ActRejoin || !n.machine.rejoinRetryAt.IsZero()) && method != "" && !strings.HasPrefix(method, "drill"):
+		return fmt.Errorf("this node is rejoining (its roots are being rescued and cloned back); replication resumes after it")
+	case st.Serving() && (method == "receive" || method == "confirm"):
+		return fmt.Errorf("this node is %s and receives no replication", st)
+	}
+	return nil
 }
 
 // Status is the node's state for `zrepl-ha status` and metrics.

@@ -360,3 +360,26 @@ func TestNodePairFailbackAuto(t *testing.T) {
 	}
 	t.Logf("failback %s after the old active rejoined", took.Round(time.Millisecond))
 }
+
+func TestRefuseReplication(t *testing.T) {
+	now := time.Now()
+	n := &Node{machine: NewMachine(Options{}, Persisted{State: Passive, Epoch: 1}, now)}
+	for _, m := range []string{"tree", "confirm", "receive", "drill.info"} {
+		if err := n.refuseReplication(m); err != nil {
+			t.Errorf("passive refused %s: %v", m, err)
+		}
+	}
+	n.machine.actionBusy = ActRejoin
+	for m, refused := range map[string]bool{"tree": true, "confirm": true, "receive": true, "drill.sample": false} {
+		if err := n.refuseReplication(m); (err != nil) != refused {
+			t.Errorf("rejoining, %s: %v", m, err)
+		}
+	}
+	n.machine = NewMachine(Options{}, Persisted{State: Passive, Epoch: 1}, now)
+	n.machine.state = Active
+	for m, refused := range map[string]bool{"tree": false, "confirm": true, "receive": true, "drill.info": false} {
+		if err := n.refuseReplication(m); (err != nil) != refused {
+			t.Errorf("active, %s: %v", m, err)
+		}
+	}
+}

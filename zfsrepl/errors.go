@@ -16,6 +16,9 @@ var (
 	ErrNoCommonBase        = errors.New("incremental source does not match the destination's most recent snapshot")
 	// ErrHeld is a destroy refused because a user hold protects the snapshot.
 	ErrHeld = errors.New("snapshot is held")
+	// ErrHasClones: a snapshot a clone depends on (a rejoin's rescue, a
+	// drill's clone) cannot be destroyed.
+	ErrHasClones = errors.New("snapshot has dependent clones")
 )
 
 // Error is a failed zfs or zpool command.
@@ -84,6 +87,8 @@ func classify(stderr string) error {
 		return ErrDatasetNotFound
 	case strings.Contains(s, "being held"):
 		return ErrHeld
+	case strings.Contains(s, "dependent clones"):
+		return ErrHasClones
 	case strings.Contains(s, "is busy"), strings.Contains(s, "dataset is busy"):
 		return ErrBusy
 	case strings.Contains(s, "already exists"), strings.Contains(s, "bookmark exists"):

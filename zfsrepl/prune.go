@@ -2,6 +2,7 @@ package zfsrepl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -75,6 +76,10 @@ func Prune(ctx context.Context, z ZFS, side Side, versions []Version, names []st
 			continue
 		}
 		if err := z.Destroy(ctx, n, DestroyFlags{}); err != nil {
+			if errors.Is(err, ErrHasClones) {
+				res.Refused[n] = "a clone depends on it (a rejoin's rescue or a drill)"
+				continue
+			}
 			return res, fmt.Errorf("pruning %s: %w", n, err)
 		}
 		res.Destroyed = append(res.Destroyed, n)

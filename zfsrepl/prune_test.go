@@ -64,3 +64,30 @@ func TestPruneGuards(t *testing.T) {
 		t.Fatalf("receiver: destroyed %v refused %v", z.destroyed, res.Refused)
 	}
 }
+
+type cloneOrigin struct {
+	destroyRecorder
+	origin string
+}
+
+func (c *cloneOrigin) Destroy(ctx context.Context, name string, f DestroyFlags) error {
+	if name == c.origin {
+		return &Error{Cmd: "zfs destroy " + name, Stderr: "cannot destroy '" + name + "': snapshot has dependent clones", Kind: classify("snapshot has dependent clones")}
+	}
+	return c.destroyRecorder.Destroy(ctx, name, f)
+}
+
+// A snapshot a rescue or a drill clone depends on is refused quietly, and
+// the rest of the plan goes on.
+func TestPruneSkipsClonedSnapshot(t *testing.T) {
+	ds := "tank/data"
+	rvs := snaps(ds, "s1", "s2", "s3")
+	z := &cloneOrigin{origin: ds + "@" + short(1)}
+	res, err := Prune(context.Background(), z, ReceiverSide, rvs, []string{ds + "@" + short(1), ds + "@" + short(2)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(z.destroyed) != 1 || z.destroyed[0] != ds+"@"+short(2) || !contains(res.Refused[ds+"@"+short(1)], "clone") {
+		t.Fatalf("destroyed %v refused %v", z.destroyed, res.Refused)
+	}
+}

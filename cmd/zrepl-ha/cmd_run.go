@@ -432,7 +432,29 @@ func (r *replicator) refreshNewest(ctx context.Context) {
 }
 
 // final is the handover's last cycle.
-func (r *replicator) final(ctx context.Context) error { return r.runAll(ctx) }
+//
+// It succeeds when the peer holds each root's newest snapshot: a pruning
+// error after the replication (a snapshot that a rescue clone depends on
+// cannot be destroyed) must not abort a handover whose data is across.
+func (r *replicator) final(ctx context.Context) error {
+	cs, err := r.cycles()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		res, err := c.Run(ctx)
+		if err == nil {
+			continue
+		}
+		if rep := res.Report; rep != nil && rep.LatestSnapshot != "" && rep.LatestConsistent == rep.LatestSnapshot {
+			r.log.Warn("final cycle: the peer has the newest snapshot; ignoring the error after it", "root", c.Root.Source, "snapshot", rep.LatestSnapshot, "err", err)
+			continue
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
 
 // onChange runs the snapshot -> replicate -> prune cadence while this node
 // serves, and target retention on its own replica roots otherwise. It is

@@ -61,8 +61,8 @@ type TreeDataset struct {
 	Written uint64
 	// ReadOnly and Mounted are the readonly and mounted properties: a
 	// replica is readonly, and promotion needs to know what to change.
-	ReadOnly bool `json:",omitempty"`
-	Mounted  bool `json:",omitempty"`
+	ReadOnly bool      `json:",omitempty"`
+	Mounted  bool      `json:",omitempty"`
 	Versions []Version // oldest first
 }
 

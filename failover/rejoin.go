@@ -134,6 +134,12 @@ func Rejoin(ctx context.Context, z zfsrepl.ZFS, root string, peer []zfsrepl.Tree
 	}
 
 	tree, err := z.Tree(ctx, root)
+	if errors.Is(err, zfsrepl.ErrDatasetNotFound) {
+		// A new passive that never received the root has nothing to
+		// rescue: the peer's first replication creates it.
+		log.Info("rejoin: the root does not exist here yet; nothing to rescue", "root", root)
+		return res, nil
+	}
 	if err != nil {
 		return res, fmt.Errorf("rejoining %s: listing it: %w", root, err)
 	}

@@ -53,7 +53,7 @@ func serveHelper(addr, root, certDir string) int {
 		return 1
 	}
 	srv := &Server{Receiver: &zfsrepl.LocalReceiver{ZFS: zfsrepl.NewExec(zfsrepl.Binaries{}, nil), Sender: "alpha"}, Roots: []string{root}, Log: log}
-	ServeListener(context.Background(), ln, srv, 2*time.Second, log)
+	ServeListener(context.Background(), ln, srv, 6*time.Second, log)
 	return 0
 }
 
@@ -177,7 +177,7 @@ func TestPlatformReplicationAcrossNamespacesWithCablePull(t *testing.T) {
 		}
 	}
 	client := &Client{Addr: l.addr, Local: "alpha", Peer: "beta", Sec: transport.Security{TLS: files.ClientConfig()},
-		Stream: transport.StreamOptions{Mode: transport.ModeZstd, Level: 3, Stall: 2 * time.Second, Stats: &transport.StreamStats{}}}
+		Stream: transport.StreamOptions{Mode: transport.ModeZstd, Level: 3, Stall: 6 * time.Second, Stats: &transport.StreamStats{}}}
 	eng := &zfsrepl.Engine{ZFS: z, Peer: "beta"}
 	root := zfsrepl.Root{Source: srcRoot, Target: dstRoot}
 	replicate := func() (*zfsrepl.Report, error) {

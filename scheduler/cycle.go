@@ -67,9 +67,15 @@ type Cycle struct {
 	// the peer does not have yet, so a dead link cannot fill the pool and
 	// stop the applications' writes. 0 never allows it.
 	PruneUnreplicatedAbovePoolPercent int
-	Clock                             Clock
-	Locks                             *Locks
-	Log                               *slog.Logger
+	// ForceSnapshot takes the snapshot even when `written` says nothing
+	// changed: a handover's final cycle must not trust it, because written
+	// is space accounting updated at each transaction group, so sync writes
+	// still only in the ZIL (an NFS client's acknowledged records) read as 0
+	// for up to a txg. The snapshot itself includes them.
+	ForceSnapshot bool
+	Clock         Clock
+	Locks         *Locks
+	Log           *slog.Logger
 }
 
 // CycleResult says what one cycle did.
@@ -119,7 +125,7 @@ func (c *Cycle) snapshot(ctx context.Context, now time.Time) (name string, skipp
 	if err != nil {
 		return "", false, fmt.Errorf("listing %s: %w", c.Root.Source, err)
 	}
-	if !needSnapshot(tree) {
+	if !c.ForceSnapshot && !needSnapshot(tree) {
 		return "", true, nil
 	}
 	var vs []zfsrepl.Version

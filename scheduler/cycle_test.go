@@ -235,3 +235,30 @@ func TestPruneEveryDatasetSideBySide(t *testing.T) {
 		t.Fatalf("destroyed %v (%d counted), want %v", f.destroyed, p.destroyed, want)
 	}
 }
+
+type snapFake struct {
+	treeFake
+	snaps []string
+}
+
+func (f *snapFake) Snapshot(ctx context.Context, root, short string, recursive bool) error {
+	f.snaps = append(f.snaps, root+"@"+short)
+	return nil
+}
+
+// A handover's final cycle snapshots even when written reads 0: sync
+// writes still in the ZIL are not in the space accounting yet.
+func TestForceSnapshotIgnoresWritten(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	owned := zfsrepl.Version{Name: "tank/data@" + zfsrepl.SnapshotName(now.Add(-time.Minute), 1), Type: zfsrepl.Snapshot}
+	f := &snapFake{treeFake: treeFake{tree: []zfsrepl.TreeDataset{{Name: "tank/data", Versions: []zfsrepl.Version{owned}}}}}
+	c := &Cycle{ZFS: f, Root: zfsrepl.Root{Source: "tank/data"}}
+	if _, skipped, err := c.snapshot(context.Background(), now); err != nil || !skipped || len(f.snaps) != 0 {
+		t.Fatalf("a regular cycle: skipped=%v err=%v snaps=%v", skipped, err, f.snaps)
+	}
+	c.ForceSnapshot = true
+	name, skipped, err := c.snapshot(context.Background(), now)
+	if err != nil || skipped || name == "" || len(f.snaps) != 1 {
+		t.Fatalf("forced: %q skipped=%v err=%v snaps=%v", name, skipped, err, f.snaps)
+	}
+}

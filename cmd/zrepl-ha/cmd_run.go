@@ -443,6 +443,9 @@ func (r *replicator) final(ctx context.Context) error {
 	}
 	var errs []error
 	for _, c := range cs {
+		// Writes are stopped: this snapshot is the last state, and written
+		// may not show sync writes yet (see Cycle.ForceSnapshot).
+		c.ForceSnapshot = true
 		res, err := c.Run(ctx)
 		if err == nil {
 			continue

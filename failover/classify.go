@@ -117,8 +117,7 @@ var stepRules = []struct{ prefix, class string }{
 	{"abort partial receives", "abort_partial"},
 	{"roll back ", "rollback"},
 	{"make roots replicas", "make_replicas"},
-	{"make ", "writable_mount"}, // "make <root> writable and mount it"
-	{"record epoch", "record_epoch"},
+	{"make ", "writable_mount"}, // "make <root> writable, record epoch N and mount it"
 	{"bring up the VIP", "vip_up"},
 	{"drop the VIP", "vip_down"},
 	{"export the shares", "shares_export"},

@@ -30,6 +30,8 @@ type RootPlan struct {
 	Aborts    []AbortPlan    `json:"aborts,omitempty"`
 	Rollbacks []RollbackPlan `json:"rollbacks,omitempty"`
 	Datasets  int            `json:"datasets"`
+
+	tree []zfsrepl.TreeDataset // the listing the plan read; Serve reuses it
 }
 
 // AbortPlan is a partial receive that promotion discards (zfs recv -A).
@@ -66,6 +68,7 @@ func (s *Services) planRoot(ctx context.Context, root string) (RootPlan, error) 
 		return rp, fmt.Errorf("plan promotion of %s: %w", root, err)
 	}
 	rp.Datasets = len(tree)
+	rp.tree = tree
 	for _, d := range tree {
 		if d.ResumeToken != "" {
 			rp.Aborts = append(rp.Aborts, AbortPlan{Dataset: d.Name, Bytes: s.partialBytes(ctx, d.Name)})

@@ -115,11 +115,16 @@ func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 		}); err != nil {
 			return err
 		}
-		if err := s.step("make "+root+" writable and mount it", func() error { return s.writable(ctx, root) }); err != nil {
-			return err
-		}
-		if err := s.step("record epoch on "+root, func() error {
-			return s.ZFS.SetProperty(ctx, root, EpochProperty, strconv.FormatUint(epoch, 10))
+		// The epoch goes in the same zfs set as readonly=off: each zfs
+		// set waits for a transaction group, and promotion time is
+		// failover time.
+		if err := s.step(fmt.Sprintf("make %s writable, record epoch %d and mount it", root, epoch), func() error {
+			tree := rp.tree
+			if len(rp.Aborts) > 0 {
+				// An aborted initial receive can take its dataset with it.
+				tree = nil
+			}
+			return s.writable(ctx, root, tree, epoch)
 		}); err != nil {
 			return err
 		}
@@ -138,23 +143,32 @@ func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 	return nil
 }
 
-func (s *Services) writable(ctx context.Context, root string) error {
-	tree, err := s.ZFS.Tree(ctx, root)
-	if err != nil {
-		return err
+// writable makes every filesystem of root writable and mounted, and
+// records epoch on root. tree is the plan's listing; nil lists again.
+func (s *Services) writable(ctx context.Context, root string, tree []zfsrepl.TreeDataset, epoch uint64) error {
+	if tree == nil {
+		var err error
+		if tree, err = s.ZFS.Tree(ctx, root); err != nil {
+			return err
+		}
 	}
 	for _, d := range tree {
-		if d.Type != zfsrepl.Filesystem {
+		if d.Type != zfsrepl.Filesystem && d.Name != root {
 			continue
 		}
-		if d.ReadOnly || !d.Mounted {
-			// One command for both: every zfs command costs a transaction
-			// group wait, and promotion time is failover time.
-			if err := zfsSet(ctx, d.Name, "readonly=off", "canmount=on"); err != nil {
+		var props []string
+		if d.Type == zfsrepl.Filesystem && (d.ReadOnly || !d.Mounted) {
+			props = append(props, "readonly=off", "canmount=on")
+		}
+		if d.Name == root {
+			props = append(props, EpochProperty+"="+strconv.FormatUint(epoch, 10))
+		}
+		if len(props) > 0 {
+			if err := zfsSet(ctx, d.Name, props...); err != nil {
 				return err
 			}
 		}
-		if !d.Mounted {
+		if d.Type == zfsrepl.Filesystem && !d.Mounted {
 			mount := s.Mount
 			if mount == nil {
 				mount = zfsMount

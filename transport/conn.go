@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,11 +26,15 @@ func (s Security) check(log *slog.Logger) error {
 		return errors.New("transport: both TLS and plaintext configured; choose one")
 	case s.TLS == nil && !s.Plaintext:
 		return errors.New("transport: no TLS configuration (transport.tls); plaintext needs transport.tls.insecure_plaintext: true and is for tests only")
-	case s.Plaintext && log != nil:
-		log.Warn("transport: PLAINTEXT connection: no authentication, no encryption; for tests only")
+	case s.Plaintext && log != nil && plaintextWarned.CompareAndSwap(false, true):
+		// Once per process: heartbeats redial every second while a peer
+		// is down, and the warning would drown everything else.
+		log.Warn("transport: PLAINTEXT connections: no authentication, no encryption; for tests only")
 	}
 	return nil
 }
+
+var plaintextWarned atomic.Bool
 
 // Conn is one handshaken connection to the peer.
 type Conn struct {

@@ -58,14 +58,25 @@ const rttWindow = 1024
 // loss threshold) when the path fails.
 func (h *Heartbeater) Run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
+	downs := 0 // failed sessions since the path was last up
 	for ctx.Err() == nil {
 		err := h.session(ctx)
+		wasUp := h.Status().Up
 		h.setUp(false)
 		if ctx.Err() != nil {
 			return
 		}
-		if h.Log != nil {
+		// Warn when the path goes down; the retries of a path that stays
+		// down log at debug, or a dead peer would fill the log every
+		// second.
+		if h.Log != nil && (wasUp || downs == 0) {
 			h.Log.Warn("heartbeat path down", "path", h.Path, "err", err, "retry_in", backoff)
+		} else if h.Log != nil {
+			h.Log.Debug("heartbeat path still down", "path", h.Path, "err", err, "retry_in", backoff)
+		}
+		downs++
+		if wasUp {
+			downs = 1
 		}
 		t := time.NewTimer(backoff)
 		select {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,6 +61,40 @@ func TestHeartbeaterPathDown(t *testing.T) {
 	if hb.Status().Up {
 		t.Fatal("a path with nothing listening reported up")
 	}
+}
+
+// TestHeartbeaterLogsPathDownOnce: a path that stays down is warned about
+// once, not on every redial.
+func TestHeartbeaterLogsPathDownOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	hb := &Heartbeater{Path: "link", Addr: "127.0.0.1:1", Local: "alpha", Peer: "beta", Sec: Security{Plaintext: true}, Interval: 10 * time.Millisecond, Log: log}
+	hb.Run(ctx) // 100+200+400+800 ms of backoff: five tries or so
+	out := buf.String()
+	warns := strings.Count(out, "level=WARN msg=\"heartbeat path down\"")
+	debugs := strings.Count(out, "heartbeat path still down")
+	if warns != 1 || debugs < 2 {
+		t.Fatalf("%d warnings and %d debug lines, want 1 and at least 2:\n%s", warns, debugs, out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // BenchmarkHeartbeatUnderSaturatingStream measures heartbeat RTT while a

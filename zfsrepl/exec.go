@@ -330,6 +330,53 @@ func (z *Exec) GetProperty(ctx context.Context, name, prop string) (string, erro
 	return v, wrapGoZFS(err)
 }
 
+// GetProperties reads several properties of several datasets in one zfs
+// get: promotion reads mountpoint and mounted of every shared dataset, and
+// under a slow CPU each zfs process costs a few hundred milliseconds of
+// failover time. The result is dataset -> property -> value.
+func (z *Exec) GetProperties(ctx context.Context, datasets []string, props ...string) (map[string]map[string]string, error) {
+	if len(datasets) == 0 || len(props) == 0 {
+		return map[string]map[string]string{}, nil
+	}
+	for _, ds := range datasets {
+		if err := validateAny(ds); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range props {
+		if err := validateProp(p); err != nil {
+			return nil, err
+		}
+		if strings.Contains(p, ",") {
+			return nil, &NameError{p, "property", "must not contain ','"}
+		}
+	}
+	args := append([]string{"get", "-H", "-p", "-o", "name,property,value", strings.Join(props, ",")}, datasets...)
+	out, err := z.zfs(ctx, nil, args...)
+	if err != nil {
+		return nil, err
+	}
+	return parseGet(out)
+}
+
+func parseGet(out []byte) (map[string]map[string]string, error) {
+	res := map[string]map[string]string{}
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.SplitN(line, "\t", 3)
+		if len(f) != 3 {
+			return nil, fmt.Errorf("zfs get: unexpected line %q", line)
+		}
+		if res[f[0]] == nil {
+			res[f[0]] = map[string]string{}
+		}
+		res[f[0]][f[1]] = f[2]
+	}
+	return res, nil
+}
+
 // SetProperty uses go-zfs.
 func (z *Exec) SetProperty(ctx context.Context, name, prop, value string) error {
 	if err := validateAny(name); err != nil {

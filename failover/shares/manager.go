@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/zrepl-ha/zrepl-ha/internal/config"
 )
@@ -15,6 +16,13 @@ import (
 // "mountpoint" (where the dataset is, altroot included) and "mounted".
 type Props interface {
 	GetProperty(ctx context.Context, dataset, prop string) (string, error)
+}
+
+// batchProps is what zfsrepl.Exec also offers: many properties of many
+// datasets in one zfs get. Export uses it when present, because every zfs
+// process on the promotion path is failover time.
+type batchProps interface {
+	GetProperties(ctx context.Context, datasets []string, props ...string) (map[string]map[string]string, error)
 }
 
 // Paths are the files zrepl-ha owns and the programs it runs. Empty fields
@@ -114,31 +122,52 @@ func (m *Manager) Export(ctx context.Context) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	nfs, err := m.nfsEntries(ctx)
+	mps := m.prefetch(ctx)
+	nfs, err := m.nfsEntries(ctx, mps)
 	if err != nil {
 		return err
 	}
-	smb, err := m.smbSections(ctx)
+	smb, err := m.smbSections(ctx, mps)
 	if err != nil {
 		return err
 	}
-	if m.nfsActive(p) {
-		if len(nfs) > 0 {
-			if err := m.nfsdRunning(p); err != nil {
-				return err
-			}
-		}
-		if err := m.applyNFS(ctx, p, exportsFile(nfs)); err != nil {
+	if m.nfsActive(p) && len(nfs) > 0 {
+		if err := m.nfsdRunning(p); err != nil {
 			return err
 		}
+	}
+	// The two servers are independent, and both reloads are on the
+	// failover path: run them side by side.
+	var nfsErr, smbErr error
+	var wg sync.WaitGroup
+	if m.nfsActive(p) {
+		wg.Add(1)
+		go func() { defer wg.Done(); nfsErr = m.applyNFS(ctx, p, exportsFile(nfs)) }()
 	}
 	if m.smbActive(p) {
-		if err := m.applySMB(ctx, p, includeFile(p.SMBInclude, smb), len(smb) > 0); err != nil {
-			return err
-		}
+		smbErr = m.applySMB(ctx, p, includeFile(p.SMBInclude, smb), len(smb) > 0)
+	}
+	wg.Wait()
+	if err := errors.Join(nfsErr, smbErr); err != nil {
+		return err
 	}
 	m.log().Info("shares exported", "nfs", len(nfs), "smb", len(smb))
 	return nil
+}
+
+// prefetch reads mountpoint and mounted of every shared dataset in one zfs
+// get when the ZFS offers it. It returns nil when it cannot; mountpoint
+// then reads them one by one, and reports any error itself.
+func (m *Manager) prefetch(ctx context.Context) map[string]map[string]string {
+	b, ok := m.ZFS.(batchProps)
+	if !ok {
+		return nil
+	}
+	got, err := b.GetProperties(ctx, m.datasets(), "mountpoint", "mounted")
+	if err != nil {
+		return nil
+	}
+	return got
 }
 
 // Unexport empties both files and makes the servers apply that; SMB
@@ -148,14 +177,17 @@ func (m *Manager) Export(ctx context.Context) error {
 // for Unexport it is not an error.
 func (m *Manager) Unexport(ctx context.Context) error {
 	p := m.paths()
-	var errs []error
+	var nfsErr, smbErr error
+	var wg sync.WaitGroup
 	if m.nfsActive(p) {
-		errs = append(errs, m.applyNFS(ctx, p, exportsFile(nil)))
+		wg.Add(1)
+		go func() { defer wg.Done(); nfsErr = m.applyNFS(ctx, p, exportsFile(nil)) }()
 	}
 	if m.smbActive(p) {
-		errs = append(errs, m.applySMB(ctx, p, includeFile(p.SMBInclude, nil), false))
+		smbErr = m.applySMB(ctx, p, includeFile(p.SMBInclude, nil), false)
 	}
-	if err := errors.Join(errs...); err != nil {
+	wg.Wait()
+	if err := errors.Join(nfsErr, smbErr); err != nil {
 		return err
 	}
 	m.log().Info("shares unexported")
@@ -211,7 +243,7 @@ func (m *Manager) Check(ctx context.Context) error {
 		}
 	}
 	for _, ds := range m.datasets() {
-		if _, err := m.mountpoint(ctx, ds); err != nil {
+		if _, err := m.mountpoint(ctx, ds, nil); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -240,11 +272,17 @@ func (m *Manager) datasets() []string {
 // mountpoint returns where a dataset is mounted. A dataset that is not
 // mounted is an error: exporting its mountpoint would export the empty
 // directory underneath, and clients would write to the wrong filesystem.
-func (m *Manager) mountpoint(ctx context.Context, ds string) (string, error) {
+func (m *Manager) mountpoint(ctx context.Context, ds string, known map[string]map[string]string) (string, error) {
 	if m.ZFS == nil {
 		return "", fmt.Errorf("shares: no ZFS to read the mountpoint of %s", ds)
 	}
-	mp, err := m.ZFS.GetProperty(ctx, ds, "mountpoint")
+	get := func(prop string) (string, error) {
+		if v, ok := known[ds][prop]; ok {
+			return v, nil
+		}
+		return m.ZFS.GetProperty(ctx, ds, prop)
+	}
+	mp, err := get("mountpoint")
 	if err != nil {
 		return "", fmt.Errorf("mountpoint of %s: %w", ds, err)
 	}
@@ -254,7 +292,7 @@ func (m *Manager) mountpoint(ctx context.Context, ds string) (string, error) {
 	if strings.ContainsAny(mp, "\n\r\x00%") || strings.TrimSpace(mp) != mp || strings.HasSuffix(mp, `\`) {
 		return "", fmt.Errorf("%w: the mountpoint %q of %s cannot be written into exports(5) or smb.conf (no newlines, '%%', surrounding spaces or a trailing '\\'); change it with zfs set mountpoint", ErrInvalid, mp, ds)
 	}
-	mounted, err := m.ZFS.GetProperty(ctx, ds, "mounted")
+	mounted, err := get("mounted")
 	if err != nil {
 		return "", fmt.Errorf("mounted of %s: %w", ds, err)
 	}

@@ -36,10 +36,10 @@ func FSID(dataset string) string {
 }
 
 // nfsEntries resolves every NFS share to its exports line.
-func (m *Manager) nfsEntries(ctx context.Context) ([]nfsEntry, error) {
+func (m *Manager) nfsEntries(ctx context.Context, known map[string]map[string]string) ([]nfsEntry, error) {
 	var out []nfsEntry
 	for _, s := range m.NFS {
-		mp, err := m.mountpoint(ctx, s.Dataset)
+		mp, err := m.mountpoint(ctx, s.Dataset, known)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package shares
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,12 +19,15 @@ import (
 
 // fakeExec records command lines and fails those listed in fail.
 type fakeExec struct {
+	mu    sync.Mutex // Export runs exportfs and smbcontrol side by side
 	calls []string
 	fail  map[string]error // by command line prefix
 }
 
 func (f *fakeExec) Output(ctx context.Context, path string, args ...string) ([]byte, error) {
 	line := command.Line(path, args)
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls = append(f.calls, line)
 	for prefix, err := range f.fail {
 		if strings.HasPrefix(line, prefix) {
@@ -32,8 +37,20 @@ func (f *fakeExec) Output(ctx context.Context, path string, args ...string) ([]b
 	return nil, nil
 }
 
+// take returns the calls so far, exportfs before smbcontrol: the two
+// servers are reloaded side by side, and only the order of each one's own
+// commands is defined.
 func (f *fakeExec) take() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	c := f.calls
+	smb := func(line string) int {
+		if strings.Contains(line, "exportfs") {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(c, func(a, b string) int { return cmp.Compare(smb(a), smb(b)) })
 	f.calls = nil
 	return c
 }
@@ -505,5 +522,60 @@ func TestDefaultPaths(t *testing.T) {
 	}
 	if d := DefaultPaths(); d.Exports != "/etc/exports.d/zrepl-ha.exports" {
 		t.Errorf("DefaultPaths: %+v", d)
+	}
+}
+
+// batchZFS adds GetProperties to fakeZFS and counts the calls of each kind.
+type batchZFS struct {
+	*fakeZFS
+	batches, singles int
+}
+
+func (b *batchZFS) GetProperty(ctx context.Context, ds, prop string) (string, error) {
+	b.singles++
+	return b.fakeZFS.GetProperty(ctx, ds, prop)
+}
+
+func (b *batchZFS) GetProperties(ctx context.Context, dss []string, props ...string) (map[string]map[string]string, error) {
+	b.batches++
+	out := map[string]map[string]string{}
+	for _, ds := range dss {
+		out[ds] = map[string]string{}
+		for _, p := range props {
+			v, err := b.fakeZFS.GetProperty(ctx, ds, p)
+			if err != nil {
+				return nil, err
+			}
+			out[ds][p] = v
+		}
+	}
+	return out, nil
+}
+
+// TestExportReadsMountsInOneCall: with a ZFS that can, Export reads every
+// shared dataset's mountpoint in one zfs get; the files are the same as
+// with one call per property.
+func TestExportReadsMountsInOneCall(t *testing.T) {
+	one := newRig(t)
+	if err := one.m.Export(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t)
+	b := &batchZFS{fakeZFS: r.zfs}
+	r.m.ZFS = b
+	if err := r.m.Export(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if b.batches != 1 || b.singles != 0 {
+		t.Errorf("%d batch and %d single property reads, want 1 and 0", b.batches, b.singles)
+	}
+	if r.read(t, r.m.Paths.Exports) != one.read(t, one.m.Paths.Exports) {
+		t.Errorf("exports differ:\n%s\n%s", r.read(t, r.m.Paths.Exports), one.read(t, one.m.Paths.Exports))
+	}
+	// A batch that fails (a dataset is gone) falls back to single reads,
+	// which name the dataset in the error.
+	r.zfs.mp = map[string]string{"tank/data": "/tank/data"}
+	if err := r.m.Export(ctx(t)); err == nil || !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), "tank/home") {
+		t.Errorf("Export with a dataset gone: %v", err)
 	}
 }

@@ -18,10 +18,10 @@ type smbSection struct {
 	Options [][2]string // key, value; sorted by smb.conf parameter name
 }
 
-func (m *Manager) smbSections(ctx context.Context) ([]smbSection, error) {
+func (m *Manager) smbSections(ctx context.Context, known map[string]map[string]string) ([]smbSection, error) {
 	var out []smbSection
 	for _, s := range m.SMB {
-		mp, err := m.mountpoint(ctx, s.Dataset)
+		mp, err := m.mountpoint(ctx, s.Dataset, known)
 		if err != nil {
 			return nil, err
 		}

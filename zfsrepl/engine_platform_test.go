@@ -367,6 +367,17 @@ func TestPlatformEngineUserPropertiesReplicated(t *testing.T) {
 	if v, _ := p.dst.z.GetProperty(testCtx(t), p.root.Target, "zrepl-ha:epoch"); v != "-" {
 		t.Fatalf("the epoch is per node and must not replicate, got %q", v)
 	}
+	// GetProperties: several properties of several datasets in one zfs get.
+	got, err := p.src.z.GetProperties(testCtx(t), []string{p.root.Source, p.src.ds("data")}, "com.example:owner", "readonly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[p.root.Source]["com.example:owner"] != "bob" || got[p.src.ds("data")]["com.example:owner"] != "bob" || got[p.root.Source]["readonly"] != "off" {
+		t.Fatalf("GetProperties: %v", got)
+	}
+	if _, err := p.src.z.GetProperties(testCtx(t), []string{p.root.Source + "/nope"}, "readonly"); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("GetProperties of a missing dataset: %v", err)
+	}
 }
 
 func TestPlatformEngineSplitsOversizedBacklog(t *testing.T) {

@@ -73,9 +73,12 @@ type Cycle struct {
 	// still only in the ZIL (an NFS client's acknowledged records) read as 0
 	// for up to a txg. The snapshot itself includes them.
 	ForceSnapshot bool
-	Clock         Clock
-	Locks         *Locks
-	Log           *slog.Logger
+	// NoPrune skips retention: a handover's final cycle is on the
+	// switchover's clock, and the next cadence prunes anyway.
+	NoPrune bool
+	Clock   Clock
+	Locks   *Locks
+	Log     *slog.Logger
 }
 
 // CycleResult says what one cycle did.
@@ -106,6 +109,9 @@ func (c *Cycle) Run(ctx context.Context) (CycleResult, error) {
 	}
 	var repErr error
 	res.Report, repErr = c.Engine.Replicate(ctx, c.Root, c.Receiver)
+	if c.NoPrune {
+		return res, repErr
+	}
 	pruneErr := c.prune(ctx, now, &res)
 	return res, errors.Join(repErr, pruneErr)
 }

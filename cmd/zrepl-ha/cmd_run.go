@@ -446,6 +446,7 @@ func (r *replicator) final(ctx context.Context) error {
 		// Writes are stopped: this snapshot is the last state, and written
 		// may not show sync writes yet (see Cycle.ForceSnapshot).
 		c.ForceSnapshot = true
+		c.NoPrune = true
 		res, err := c.Run(ctx)
 		if err == nil {
 			continue

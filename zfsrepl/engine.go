@@ -45,6 +45,12 @@ type Engine struct {
 	// at the end of each step), from several goroutines when datasets
 	// replicate side by side. It must be quick and safe for concurrent use.
 	OnProgress func(Progress)
+	// EstimateFirst waits for a step's size estimate (zfs send -nvP)
+	// before the stream starts, so the first progress event carries the
+	// total: a progress bar needs its length up front. Otherwise the
+	// estimate runs beside the stream and progress carries it once known,
+	// which keeps it off the cycle's latency (the daemon).
+	EstimateFirst bool
 	// Parallel is how many datasets of a root replicate at once (default 4).
 	Parallel int
 
@@ -415,19 +421,34 @@ func (e *Engine) split(ctx context.Context, st Step, versions []Version) ([]Step
 // transfer runs zfs send into the receiver through a pipe.
 func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Report, mu *sync.Mutex) error {
 	start := time.Now()
-	var total int64
-	if e.OnProgress != nil {
-		total, _ = e.ZFS.SendSize(ctx, st.Send) // an estimate for the progress bar only
-	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	counter := &byteCounter{report: e.OnProgress, step: st}
+	if e.OnProgress != nil && e.EstimateFirst {
+		if total, err := e.ZFS.SendSize(sctx, st.Send); err == nil {
+			counter.total.Store(total)
+		}
+	} else if e.OnProgress != nil {
+		// The size estimate (zfs send -nvP) is for progress and pending
+		// bytes only: it runs beside the transfer, not before it, because
+		// every cycle's latency is replication lag and handover time.
+		ectx, ecancel := context.WithCancel(sctx)
+		var est sync.WaitGroup
+		est.Add(1)
+		go func() {
+			defer est.Done()
+			if total, err := e.ZFS.SendSize(ectx, st.Send); err == nil {
+				counter.total.Store(total)
+			}
+		}()
+		defer func() { ecancel(); est.Wait() }()
+	}
 	// zfs send writes straight into a kernel pipe: no copy in this process.
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	growPipe(pw)
-	counter := &byteCounter{report: e.OnProgress, step: st, total: total}
 	sendErr := make(chan error, 1)
 	go func() {
 		err := e.ZFS.Send(sctx, st.Send, pw)
@@ -467,7 +488,7 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 	n := counter.n.Load()
 	res := StepResult{Step: st, Bytes: n, Duration: time.Since(start)}
 	if e.OnProgress != nil {
-		e.OnProgress(Progress{Step: st, Bytes: n, Total: total, Done: true})
+		e.OnProgress(Progress{Step: st, Bytes: n, Total: counter.total.Load(), Done: true})
 	}
 	switch {
 	case rerr != nil && errors.Is(rerr, ErrDestinationModified):
@@ -598,14 +619,14 @@ type byteCounter struct {
 	last   atomic.Int64
 	report func(Progress)
 	step   Step
-	total  int64
+	total  atomic.Int64 // the estimate, once known; 0 before
 }
 
 func (c *byteCounter) add(n int) {
 	total := c.n.Add(int64(n))
 	if c.report != nil && total-c.last.Load() >= 64<<10 {
 		c.last.Store(total)
-		c.report(Progress{Step: c.step, Bytes: total, Total: c.total})
+		c.report(Progress{Step: c.step, Bytes: total, Total: c.total.Load()})
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -451,5 +453,56 @@ func TestPlatformEngineFreshTargetSamePeer(t *testing.T) {
 	rep := p.replicate(t)
 	if rep.FullSends() != 1 || rep.LatestConsistent == "" {
 		t.Fatalf("fresh target: %d full sends, latest %q", rep.FullSends(), rep.LatestConsistent)
+	}
+}
+
+// stuckEstimate is a ZFS whose size estimates never finish on their own.
+type stuckEstimate struct {
+	ZFS
+	canceled atomic.Int32
+}
+
+func (s *stuckEstimate) SendSize(ctx context.Context, o SendOptions) (int64, error) {
+	<-ctx.Done()
+	s.canceled.Add(1)
+	return 0, ctx.Err()
+}
+
+// TestPlatformEngineEstimateBesideTheStream: with progress reporting (the
+// daemon), a step does not wait for its zfs send -nvP estimate; the
+// estimate is cancelled when the step ends. With EstimateFirst (the CLI's
+// progress bars) the estimate comes first.
+func TestPlatformEngineEstimateBesideTheStream(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.writeFiles(t, p.src.ds("data"), "r", 2, 64<<10)
+	p.snapshot(t)
+	stuck := &stuckEstimate{ZFS: p.src.z}
+	var mu sync.Mutex
+	var events []Progress
+	p.eng.ZFS = stuck
+	p.eng.OnProgress = func(pr Progress) { mu.Lock(); events = append(events, pr); mu.Unlock() }
+	rep := p.replicate(t) // testCtx: 2 minutes; a waiting step would hang
+	if rep.FullSends() != 1 || rep.LatestConsistent == "" {
+		t.Fatalf("report: %d full sends, latest consistent %q", rep.FullSends(), rep.LatestConsistent)
+	}
+	if n := stuck.canceled.Load(); n != 1 {
+		t.Fatalf("%d estimates cancelled, want 1", n)
+	}
+	mu.Lock()
+	last := events[len(events)-1]
+	mu.Unlock()
+	if !last.Done || last.Bytes == 0 {
+		t.Fatalf("last progress event %+v", last)
+	}
+	// EstimateFirst with the real ZFS: the first event carries the total.
+	p.eng.ZFS, p.eng.EstimateFirst = p.src.z, true
+	events = nil
+	p.src.writeFiles(t, p.src.ds("data"), "s", 2, 256<<10)
+	p.snapshot(t)
+	p.replicate(t)
+	if len(events) == 0 || events[0].Total == 0 {
+		t.Fatalf("EstimateFirst: first event %+v of %d", events, len(events))
 	}
 }

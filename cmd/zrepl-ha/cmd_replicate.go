@@ -178,7 +178,7 @@ func runReplicate(ctx context.Context, out, errOut io.Writer, opts replicateOpti
 	sink := newProgressSink(s.progress, out, errOut)
 	eng := &zfsrepl.Engine{
 		ZFS: z, Peer: s.peer, Plan: s.plan, MaxStreamBytes: s.maxStream,
-		OnProgress: sink.Update,
+		OnProgress: sink.Update, EstimateFirst: true,
 	}
 	rep, err := eng.Replicate(ctx, s.root, &zfsrepl.LocalReceiver{ZFS: z, Sender: s.peer})
 	sink.Close()

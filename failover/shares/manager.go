@@ -35,6 +35,9 @@ type Paths struct {
 	SMBConf     string // Samba's main config; read by Check, never written
 	Exportfs    string
 	Smbcontrol  string
+	// Proc is where process information is read (/proc): Export finds the
+	// smbd parent through its pid file and checks its name there.
+	Proc string
 }
 
 // DefaultPaths are the locations on a Debian host.
@@ -47,6 +50,7 @@ func DefaultPaths() Paths {
 		SMBConf:     "/etc/samba/smb.conf",
 		Exportfs:    "exportfs",
 		Smbcontrol:  "smbcontrol",
+		Proc:        "/proc",
 	}
 }
 
@@ -55,7 +59,7 @@ func (p Paths) withDefaults() Paths {
 	for _, f := range []struct{ v, def *string }{
 		{&p.Exports, &d.Exports}, {&p.NFSConf, &d.NFSConf}, {&p.NFSDThreads, &d.NFSDThreads},
 		{&p.SMBInclude, &d.SMBInclude}, {&p.SMBConf, &d.SMBConf},
-		{&p.Exportfs, &d.Exportfs}, {&p.Smbcontrol, &d.Smbcontrol},
+		{&p.Exportfs, &d.Exportfs}, {&p.Smbcontrol, &d.Smbcontrol}, {&p.Proc, &d.Proc},
 	} {
 		if *f.v == "" {
 			*f.v = *f.def

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -94,7 +96,9 @@ func newRig(t *testing.T) *rig {
 	smbConf := filepath.Join(dir, "samba", "smb.conf")
 	os.MkdirAll(filepath.Dir(smbConf), 0o755)
 	inc := filepath.Join(dir, "samba", "zrepl-ha.conf")
-	os.WriteFile(smbConf, []byte("[global]\n  workgroup = W\n  include = "+inc+"\n\n[homes]\n  browseable = no\n"), 0o644)
+	// pid directory: a private one, so no test ever finds (and signals) a
+	// real smbd on the machine running the tests.
+	os.WriteFile(smbConf, []byte("[global]\n  workgroup = W\n  pid directory = "+filepath.Join(dir, "samba-pid")+"\n  include = "+inc+"\n\n[homes]\n  browseable = no\n"), 0o644)
 	r := &rig{
 		exec: &fakeExec{fail: map[string]error{}},
 		zfs: &fakeZFS{mp: map[string]string{
@@ -577,5 +581,59 @@ func TestExportReadsMountsInOneCall(t *testing.T) {
 	r.zfs.mp = map[string]string{"tank/data": "/tank/data"}
 	if err := r.m.Export(ctx(t)); err == nil || !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), "tank/home") {
 		t.Errorf("Export with a dataset gone: %v", err)
+	}
+}
+
+// TestExportSIGHUPsSMBD: Export reloads smbd with a SIGHUP to the parent
+// named by the pid file in smb.conf's pid directory, and tells the
+// children with smbcontrol in the background. A pid file naming some
+// other process falls back to smbcontrol and signals nothing.
+func TestExportSIGHUPsSMBD(t *testing.T) {
+	for _, tc := range []struct {
+		comm   string
+		hupped bool
+	}{{"smbd", true}, {"bash", false}} {
+		t.Run(tc.comm, func(t *testing.T) {
+			r := newRig(t)
+			victim := exec.Command("sleep", "60")
+			if err := victim.Start(); err != nil {
+				t.Skip("no sleep binary:", err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- victim.Wait() }()
+			t.Cleanup(func() { victim.Process.Kill() })
+			pid := strconv.Itoa(victim.Process.Pid)
+			proc := filepath.Join(r.dir, "proc")
+			os.MkdirAll(filepath.Join(proc, pid), 0o755)
+			os.WriteFile(filepath.Join(proc, pid, "comm"), []byte(tc.comm+"\n"), 0o644)
+			os.MkdirAll(filepath.Join(r.dir, "samba-pid"), 0o755)
+			os.WriteFile(filepath.Join(r.dir, "samba-pid", "smbd.pid"), []byte(pid+"\n"), 0o644)
+			r.m.Paths.Proc = proc
+			if err := r.m.Export(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			reload := "/usr/bin/smbcontrol -s " + r.m.Paths.SMBConf + " smbd reload-config"
+			var calls []string
+			for i := 0; i < 500; i++ { // the children's reload is in the background
+				calls = append(calls, r.exec.take()...)
+				if slices.Contains(calls, reload) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !slices.Equal(calls, []string{"/usr/sbin/exportfs -r", reload}) {
+				t.Errorf("commands %q", calls)
+			}
+			select {
+			case err := <-exited:
+				if !tc.hupped || !strings.Contains(fmt.Sprint(err), "hangup") {
+					t.Errorf("the process named by the pid file (%s) ended: %v", tc.comm, err)
+				}
+			case <-time.After(map[bool]time.Duration{true: 5 * time.Second, false: 500 * time.Millisecond}[tc.hupped]):
+				if tc.hupped {
+					t.Error("smbd's pid got no SIGHUP")
+				}
+			}
+		})
 	}
 }

@@ -5,8 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/zrepl-ha/zrepl-ha/internal/command"
 )
@@ -78,6 +83,21 @@ func (m *Manager) applySMB(ctx context.Context, p Paths, content []byte, serving
 	changed, err := writeFile(p.SMBInclude, content, 0o644)
 	if err != nil {
 		return err
+	}
+	if serving {
+		// On the failover path: SIGHUP to the smbd parent makes every new
+		// connection see the shares at once, without starting smbcontrol
+		// (a Samba client that loads its whole stack: one to several
+		// seconds on a slow CPU). The parent does not pass a SIGHUP on to
+		// its children, so smbcontrol still tells them, in the background;
+		// clients reconnecting after a failover are new connections.
+		pid, err := m.hupSMBD(p)
+		if err == nil {
+			m.log().Debug("smbd reloaded by SIGHUP", "pid", pid, "file", p.SMBInclude, "changed", changed)
+			go m.reloadChildren(p)
+			return nil
+		}
+		m.log().Debug("no SIGHUP for smbd; using smbcontrol", "err", err)
 	}
 	if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "reload-config"); err != nil {
 		if smbdNotRunning(err) {
@@ -166,4 +186,65 @@ func checkInclude(confPath string, conf []byte, file string) error {
 		return fmt.Errorf("%s:%d: %q is outside [global]; move it to the end of the [global] section", confPath, elsewhere[0], want)
 	}
 	return fmt.Errorf("%s does not include zrepl-ha's shares: add the line %q as the last line of its [global] section, then run 'smbcontrol smbd reload-config' (zrepl-ha never edits smb.conf)", confPath, want)
+}
+
+// hupSMBD sends SIGHUP to the smbd parent named by the pid file in smb.conf's
+// pid directory, after checking that the process is an smbd (a stale pid
+// file can name any process by now).
+func (m *Manager) hupSMBD(p Paths) (int, error) {
+	conf, err := os.ReadFile(p.SMBConf)
+	if err != nil {
+		return 0, err
+	}
+	pidFile := filepath.Join(pidDirectory(conf), "smbd.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("%s: not a pid: %q", pidFile, strings.TrimSpace(string(b)))
+	}
+	comm, err := os.ReadFile(filepath.Join(p.Proc, strconv.Itoa(pid), "comm"))
+	if err != nil {
+		return 0, fmt.Errorf("%s names pid %d: %w", pidFile, pid, err)
+	}
+	if c := strings.TrimSpace(string(comm)); c != "smbd" {
+		return 0, fmt.Errorf("%s names pid %d, which is %q, not smbd", pidFile, pid, c)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return 0, fmt.Errorf("SIGHUP to smbd (pid %d): %w", pid, err)
+	}
+	return pid, nil
+}
+
+// reloadChildren runs smbcontrol reload-config, which the parent passes on
+// to every smbd child; after a SIGHUP to the parent, it brings the clients
+// already connected (to other shares) up to date.
+func (m *Manager) reloadChildren(p Paths) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "reload-config"); err != nil {
+		m.log().Warn("smbd children not told of the new shares (new connections see them)", "err", err)
+	}
+}
+
+// pidDirectory is smb.conf's [global] "pid directory", or Samba's default.
+func pidDirectory(conf []byte) string {
+	dir := "/run/samba"
+	section := ""
+	for _, line := range strings.Split(string(conf), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if strings.HasPrefix(line, "[") {
+			section = strings.ToLower(strings.TrimSpace(strings.Trim(line, "[]")))
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok && section == "global" && normKey(k) == "piddirectory" {
+			dir = strings.TrimSpace(v)
+		}
+	}
+	return dir
 }

@@ -242,7 +242,7 @@ type replicator struct {
 	mu         sync.Mutex
 	cancel     context.CancelFunc
 	stopFn     func()
-	serving    bool
+	mode       replicatorMode
 	eng        *zfsrepl.Engine
 	newest     atomic.Value // string
 	rescueList atomic.Value // []string
@@ -461,14 +461,17 @@ func (r *replicator) final(ctx context.Context) error {
 }
 
 // onChange runs the snapshot -> replicate -> prune cadence while this node
-// serves, and target retention on its own replica roots otherwise. It is
-// called from the failover loop and must not block: stopping waits for a
-// running cycle, so it happens in the background.
+// serves, and target retention on its own replica roots otherwise. While a
+// promotion or a handover runs it runs neither: on a small CPU a listing
+// or a prune beside the promotion's zfs commands is failover time, and a
+// handover runs its own final cycle. It is called from the failover loop
+// and must not block: stopping waits for a running cycle, so it happens in
+// the background.
 func (r *replicator) onChange(s failover.State, _ uint64) {
-	serving := s == failover.Active || s == failover.Standalone
+	mode := modeFor(s)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopFn != nil && r.serving == serving {
+	if r.mode == mode && (r.stopFn != nil || mode == modeIdle) {
 		return
 	}
 	if r.stopFn != nil {
@@ -477,13 +480,17 @@ func (r *replicator) onChange(s failover.State, _ uint64) {
 		cancel()
 		go stop()
 	}
+	r.mode = mode
+	if mode == modeIdle {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	spec, job := r.cfg.Snapshots.Cadence, func() {
 		if err := r.runAll(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("replication cycle", "err", err)
 		}
 	}
-	if !serving {
+	if mode == modePrune {
 		spec, job = receiverPruneCadence, func() { r.pruneReplicas(ctx) }
 	}
 	stop, err := scheduler.Schedule(spec, job, r.log)
@@ -492,7 +499,27 @@ func (r *replicator) onChange(s failover.State, _ uint64) {
 		r.log.Error("cannot schedule", "cadence", spec, "err", err)
 		return
 	}
-	r.cancel, r.stopFn, r.serving = cancel, stop, serving
+	r.cancel, r.stopFn = cancel, stop
+}
+
+// replicatorMode is what the replicator runs in a state.
+type replicatorMode int
+
+const (
+	modeUnset replicatorMode = iota
+	modeServe                // the cadence: snapshot, replicate, prune
+	modePrune                // target retention on the replicas
+	modeIdle                 // nothing: a promotion or a handover owns the node
+)
+
+func modeFor(s failover.State) replicatorMode {
+	switch s {
+	case failover.Active, failover.Standalone:
+		return modeServe
+	case failover.Promoting, failover.Demoting:
+		return modeIdle
+	}
+	return modePrune
 }
 
 // receiverPruneCadence: a passive prunes its replicas this often; received

@@ -13,10 +13,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +79,8 @@ func TestPlatformSharesExportUnexport(t *testing.T) {
 		ZFS: z, Paths: paths,
 		Exec: Runner{R: &command.Runner{Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}},
 	}
+	var logged lockedBuffer
+	m.Log = slog.New(slog.NewTextHandler(io.MultiWriter(tlog{t}, &logged), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if changed, err := m.WriteNFSConf(10*time.Second, 10*time.Second); err != nil || !changed {
 		t.Fatalf("WriteNFSConf: %v %v", changed, err)
 	}
@@ -154,6 +158,11 @@ func TestPlatformSharesExportUnexport(t *testing.T) {
 		t.Fatalf("Export: %v", err)
 	}
 	t.Logf("Export took %s", time.Since(t1).Round(time.Millisecond))
+	// The fast path: a SIGHUP to the smbd named by the test smb.conf's pid
+	// directory, not an smbcontrol process.
+	if !strings.Contains(logged.String(), "smbd reloaded by SIGHUP") {
+		t.Errorf("Export did not reload smbd by SIGHUP:\n%s", logged.String())
+	}
 	if ok, err := m.Exported(ctx); err != nil || !ok {
 		t.Fatalf("Exported = %v, %v after Export", ok, err)
 	}
@@ -201,6 +210,24 @@ func TestPlatformSharesExportUnexport(t *testing.T) {
 		t.Errorf("/etc/exports was touched:\n%s", b)
 	}
 	t.Logf("whole test %s", time.Since(start).Round(time.Millisecond))
+}
+
+// lockedBuffer is a log sink safe for the background reload's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // tlog sends log lines to the test's log.

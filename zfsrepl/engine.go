@@ -378,13 +378,6 @@ func (e *Engine) runStep(ctx context.Context, st Step, stree []TreeDataset, rcv 
 // split cuts a -I step into streams of at most MaxStreamBytes each (a single
 // snapshot's delta may still be larger: it cannot be cut).
 func (e *Engine) split(ctx context.Context, st Step, versions []Version) ([]Step, error) {
-	size, err := e.ZFS.SendSize(ctx, st.Send)
-	if err != nil {
-		return nil, err
-	}
-	if size <= e.MaxStreamBytes {
-		return []Step{st}, nil
-	}
 	var mids []Version
 	var fromTXG, toTXG uint64
 	for _, v := range versions {
@@ -400,7 +393,16 @@ func (e *Engine) split(ctx context.Context, st Step, versions []Version) ([]Step
 			mids = append(mids, v)
 		}
 	}
+	// No snapshot in between: nothing to cut at, so no estimate either (a
+	// zfs send -nvP per cycle, in the steady state of one new snapshot).
 	if len(mids) == 0 {
+		return []Step{st}, nil
+	}
+	size, err := e.ZFS.SendSize(ctx, st.Send)
+	if err != nil {
+		return nil, err
+	}
+	if size <= e.MaxStreamBytes {
 		return []Step{st}, nil
 	}
 	mid := mids[len(mids)/2]
@@ -513,9 +515,10 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 // confirmBatch protects each dataset's new common base on both sides: the
 // receiver holds the new snapshots (one zfs hold for all of them) and
 // releases the old holds, the sender moves each dataset's cursor bookmark.
-// The old protection is removed only after the new one exists. The sender's
-// bookmark commands run side by side: each is a ZFS sync task, and
-// concurrent ones complete in the same transaction group.
+// The old protection is removed only after the new one exists on both
+// sides. The sender's bookmark commands run side by side, and beside the
+// receiver's hold: each is a ZFS sync task, and concurrent ones complete
+// in the same transaction group.
 func (e *Engine) confirmBatch(ctx context.Context, done []Step, stree, rtree []TreeDataset, rcv Receiver) error {
 	if len(done) == 0 {
 		return nil
@@ -530,20 +533,35 @@ func (e *Engine) confirmBatch(ctx context.Context, done []Step, stree, rtree []T
 			}
 		}
 	}
-	if err := rcv.Confirm(ctx, hold, release); err != nil {
-		return fmt.Errorf("holding the received snapshots on the receiver: %w", err)
-	}
+	// The sender's new cursors are made while the receiver holds: they
+	// protect what both sides now have, so they need not wait. The old
+	// cursors go only once the receiver's holds exist.
 	errs := make([]error, len(done))
+	var marks sync.WaitGroup
+	for i, st := range done {
+		marks.Add(1)
+		go func() {
+			defer marks.Done()
+			cursor := st.Source + "#" + CursorName(e.Peer, st.To)
+			if err := e.ZFS.Bookmark(ctx, st.Source+"@"+st.To, cursor); err != nil && !errors.Is(err, ErrExists) {
+				errs[i] = fmt.Errorf("moving the replication cursor: %w", err)
+			}
+		}()
+	}
+	cerr := rcv.Confirm(ctx, hold, release)
+	marks.Wait()
+	if cerr != nil {
+		return fmt.Errorf("holding the received snapshots on the receiver: %w", cerr)
+	}
 	var wg sync.WaitGroup
 	for i, st := range done {
+		if errs[i] != nil {
+			continue // keep the old cursor: the new one is not there
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			cursor := st.Source + "#" + CursorName(e.Peer, st.To)
-			if err := e.ZFS.Bookmark(ctx, st.Source+"@"+st.To, cursor); err != nil && !errors.Is(err, ErrExists) {
-				errs[i] = fmt.Errorf("moving the replication cursor: %w", err)
-				return
-			}
 			for _, v := range versionsOf(stree, st.Source) {
 				if v.Type == Bookmark && strings.HasPrefix(v.Short(), cursorPrefix(e.Peer)) && v.Name != cursor {
 					if err := e.ZFS.Destroy(ctx, v.Name, DestroyFlags{}); err != nil && !errors.Is(err, ErrDatasetNotFound) {

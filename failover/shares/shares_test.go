@@ -126,6 +126,7 @@ func newRig(t *testing.T) *rig {
 			SMBConf:     smbConf,
 			Exportfs:    "/usr/sbin/exportfs",
 			Smbcontrol:  "/usr/bin/smbcontrol",
+			Proc:        filepath.Join(dir, "proc"), // no mountinfo unless a test writes one
 		},
 	}
 	return r
@@ -635,5 +636,43 @@ func TestExportSIGHUPsSMBD(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestExportFindsMountsInMountinfo: datasets mounted at their own root are
+// found in /proc/self/mountinfo, so Export runs no zfs command at all;
+// bind mounts of a subdirectory and other filesystems are ignored.
+func TestExportFindsMountsInMountinfo(t *testing.T) {
+	r := newRig(t)
+	b := &batchZFS{fakeZFS: r.zfs}
+	r.m.ZFS = b
+	os.MkdirAll(filepath.Join(r.m.Paths.Proc, "self"), 0o755)
+	mountinfo := "" +
+		"22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n" +
+		"90 22 0:50 /sub /elsewhere rw shared:40 - zfs tank/home rw,xattr\n" +
+		"91 22 0:51 / /tank/data rw,noatime shared:41 - zfs tank/data rw,xattr,noacl\n" +
+		"92 22 0:52 / /srv/home\\040dir rw,noatime shared:42 master:3 - zfs tank/home rw,xattr\n"
+	os.WriteFile(filepath.Join(r.m.Paths.Proc, "self", "mountinfo"), []byte(mountinfo), 0o644)
+	if err := r.m.Export(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if b.batches != 0 || b.singles != 0 {
+		t.Errorf("%d batch and %d single property reads, want none", b.batches, b.singles)
+	}
+	if got := r.read(t, r.m.Paths.Exports); !strings.Contains(got, "/srv/home\\040dir *(ro,fsid=1234)") || !strings.Contains(got, "/tank/data ") {
+		t.Errorf("exports file:\n%s", got)
+	}
+	// Only tank/data mounted: the others come from one zfs get.
+	os.WriteFile(filepath.Join(r.m.Paths.Proc, "self", "mountinfo"), []byte("91 22 0:51 / /tank/data rw - zfs tank/data rw\n"), 0o644)
+	if err := r.m.Export(ctx(t)); err != nil || b.batches != 1 {
+		t.Errorf("partly mounted: err %v, %d batch reads, want 1", err, b.batches)
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/t\011ab\134`: "/t\tab\\", `/odd\04`: `/odd\04`} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

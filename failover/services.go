@@ -217,18 +217,27 @@ func (s *Services) Unserve(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// HandOver implements Executor: the final incremental, then this node's
-// roots become replicas, then the peer is asked to promote.
+// HandOver implements Executor: the final incremental, then the peer is
+// asked to promote while this node's roots become replicas.
 func (s *Services) HandOver(ctx context.Context, epoch uint64, ask func(context.Context) error) error {
 	if s.Final != nil {
 		if err := s.step("final incremental", func() error { return s.Final(ctx) }); err != nil {
 			return err
 		}
 	}
-	if err := s.step("make roots replicas", func() error { return s.replicas(ctx) }); err != nil {
-		return err
-	}
-	return s.step("ask the peer to promote", func() error { return ask(ctx) })
+	// The roots become replicas while the peer is asked: this node stopped
+	// serving before the final snapshot, so nothing writes to them, and the
+	// peer's promotion need not wait for our zfs list and zfs set. Either
+	// failing fails the handover, and a failed handover fences this node.
+	var rerr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rerr = s.step("make roots replicas", func() error { return s.replicas(ctx) })
+	}()
+	aerr := s.step("ask the peer to promote", func() error { return ask(ctx) })
+	<-done
+	return errors.Join(rerr, aerr)
 }
 
 // Rejoin implements Executor: each root becomes a replica of the peer's

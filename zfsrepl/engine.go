@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -179,13 +180,9 @@ func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *R
 		return rep, err
 	}
 	for pass := 0; pass < maxPasses; pass++ {
-		stree, err := e.ZFS.Tree(ctx, root.Source)
+		stree, rtree, err := e.listBoth(ctx, root, rcv)
 		if err != nil {
-			return rep, fmt.Errorf("listing sender root %s: %w", root.Source, err)
-		}
-		rtree, err := rcv.Tree(ctx, root.Target)
-		if err != nil {
-			return rep, fmt.Errorf("listing receiver root %s: %w", root.Target, err)
+			return rep, err
 		}
 		rep.LatestSnapshot = newestOwned(stree, root.Source)
 		plan := PlanRoot(root.Source, stree, root.Target, rtree, e.Plan)
@@ -210,7 +207,12 @@ func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *R
 			return rep, err
 		}
 		if len(plan.Steps) > 0 {
-			if rtree, err = rcv.Tree(ctx, root.Target); err != nil {
+			// What arrived is known from the steps (each receive exited 0);
+			// listing the receiver again would cost a zfs command per cycle
+			// on the peer. Anything unusual is listed.
+			if after, ok := afterSteps(stree, rtree, rep.Steps); ok {
+				rtree = after
+			} else if rtree, err = rcv.Tree(ctx, root.Target); err != nil {
 				return rep, fmt.Errorf("listing receiver root %s: %w", root.Target, err)
 			}
 		}
@@ -221,6 +223,81 @@ func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *R
 		rep.Lag = e.now().Sub(t)
 	}
 	return rep, nil
+}
+
+// listBoth lists the sender's and the receiver's root side by side: they
+// are different machines, so a cycle waits for one listing, not two.
+func (e *Engine) listBoth(ctx context.Context, root Root, rcv Receiver) (stree, rtree []TreeDataset, err error) {
+	var rerr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rtree, rerr = rcv.Tree(ctx, root.Target)
+	}()
+	stree, err = e.ZFS.Tree(ctx, root.Source)
+	<-done
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing sender root %s: %w", root.Source, err)
+	}
+	if rerr != nil {
+		return nil, nil, fmt.Errorf("listing receiver root %s: %w", root.Target, rerr)
+	}
+	return stree, rtree, nil
+}
+
+// afterSteps is the receiver's tree after steps, derived from the tree
+// before them and the sender's: an incremental that succeeded added the
+// sender's snapshots after its base up to its end (-I) or its end only
+// (-i). ok is false, and the caller lists, when a step failed, was not
+// an incremental, or its snapshots are not where the plan saw them.
+func afterSteps(stree, rtree []TreeDataset, steps []StepResult) (after []TreeDataset, ok bool) {
+	after = make([]TreeDataset, len(rtree))
+	idx := map[string]int{}
+	for i, d := range rtree {
+		after[i] = d
+		after[i].Versions = slices.Clone(d.Versions)
+		idx[d.Name] = i
+	}
+	for _, r := range steps {
+		st := r.Step
+		if r.Err != nil || st.Kind != StepIncremental {
+			return nil, false
+		}
+		ti, found := idx[st.Target]
+		if !found {
+			return nil, false
+		}
+		var fromTXG, toTXG uint64
+		vs := versionsOf(stree, st.Source)
+		for _, v := range vs {
+			if v.Name == st.Send.From {
+				fromTXG = v.CreateTXG
+			}
+			if v.Name == st.Send.Snapshot {
+				toTXG = v.CreateTXG
+			}
+		}
+		if fromTXG == 0 || toTXG <= fromTXG {
+			return nil, false
+		}
+		have := map[uint64]bool{}
+		for _, v := range after[ti].Versions {
+			have[v.GUID] = true
+		}
+		for _, v := range vs {
+			if v.Type != Snapshot || v.CreateTXG <= fromTXG || v.CreateTXG > toTXG || have[v.GUID] {
+				continue
+			}
+			if !st.Send.Intermediates && v.Name != st.Send.Snapshot {
+				continue
+			}
+			_, _, short, _ := SplitVersion(v.Name)
+			nv := v
+			nv.Name, nv.UserRefs = st.Target+"@"+short, 0
+			after[ti].Versions = append(after[ti].Versions, nv)
+		}
+	}
+	return after, true
 }
 
 // repairProtection makes sure every up-to-date dataset's newest common
@@ -513,12 +590,13 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 }
 
 // confirmBatch protects each dataset's new common base on both sides: the
-// receiver holds the new snapshots (one zfs hold for all of them) and
-// releases the old holds, the sender moves each dataset's cursor bookmark.
-// The old protection is removed only after the new one exists on both
-// sides. The sender's bookmark commands run side by side, and beside the
-// receiver's hold: each is a ZFS sync task, and concurrent ones complete
-// in the same transaction group.
+// receiver holds the new snapshots (one zfs hold for all of them) and the
+// sender bookmarks them as each dataset's cursor; then the receiver
+// releases the old holds and the sender destroys the old cursors. The old
+// protection goes only after the new one exists on both sides. Each phase
+// runs its commands side by side, on both machines: each is a ZFS sync
+// task, and concurrent ones complete in the same transaction group, so a
+// cycle waits for two transaction groups here, not four.
 func (e *Engine) confirmBatch(ctx context.Context, done []Step, stree, rtree []TreeDataset, rcv Receiver) error {
 	if len(done) == 0 {
 		return nil
@@ -533,9 +611,6 @@ func (e *Engine) confirmBatch(ctx context.Context, done []Step, stree, rtree []T
 			}
 		}
 	}
-	// The sender's new cursors are made while the receiver holds: they
-	// protect what both sides now have, so they need not wait. The old
-	// cursors go only once the receiver's holds exist.
 	errs := make([]error, len(done))
 	var marks sync.WaitGroup
 	for i, st := range done {
@@ -548,15 +623,27 @@ func (e *Engine) confirmBatch(ctx context.Context, done []Step, stree, rtree []T
 			}
 		}()
 	}
-	cerr := rcv.Confirm(ctx, hold, release)
+	cerr := rcv.Confirm(ctx, hold, nil)
 	marks.Wait()
 	if cerr != nil {
-		return fmt.Errorf("holding the received snapshots on the receiver: %w", cerr)
+		return errors.Join(append(errs, fmt.Errorf("holding the received snapshots on the receiver: %w", cerr))...)
 	}
+	// The new protection exists on the receiver; the old goes on both
+	// sides at once (a dataset whose new cursor failed keeps its old one).
+	var rerr error
 	var wg sync.WaitGroup
+	if len(release) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rcv.Confirm(ctx, nil, release); err != nil {
+				rerr = fmt.Errorf("releasing the old holds on the receiver: %w", err)
+			}
+		}()
+	}
 	for i, st := range done {
 		if errs[i] != nil {
-			continue // keep the old cursor: the new one is not there
+			continue
 		}
 		wg.Add(1)
 		go func() {
@@ -573,7 +660,7 @@ func (e *Engine) confirmBatch(ctx context.Context, done []Step, stree, rtree []T
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, rerr)...)
 }
 
 func versionsOf(tree []TreeDataset, ds string) []Version {

@@ -233,7 +233,7 @@ func (z *Exec) Create(ctx context.Context, name string, props map[string]string)
 	return wrapGoZFS(err)
 }
 
-// Snapshot uses go-zfs (zfs snapshot [-r] root@short).
+// Snapshot runs zfs snapshot [-r] root@short.
 func (z *Exec) Snapshot(ctx context.Context, root, short string, recursive bool) error {
 	if err := ValidateDataset(root); err != nil {
 		return err
@@ -241,11 +241,15 @@ func (z *Exec) Snapshot(ctx context.Context, root, short string, recursive bool)
 	if err := ValidateShortName(short); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	// Not go-zfs: its Snapshot lists the new snapshot with every property
+	// afterwards (a second zfs command per cycle, 0.3-0.6 s in a slow VM,
+	// that nobody reads) and cannot be cancelled.
+	args := []string{"snapshot"}
+	if recursive {
+		args = append(args, "-r")
 	}
-	_, err := (&gozfs.Dataset{Name: root}).Snapshot(short, recursive)
-	return wrapGoZFS(err)
+	_, err := z.zfs(ctx, nil, append(args, root+"@"+short)...)
+	return err
 }
 
 // SnapshotAtomic runs one `zfs snapshot a@x b@y ...`: ZFS takes all of them

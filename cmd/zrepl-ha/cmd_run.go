@@ -248,6 +248,7 @@ type replicator struct {
 	rescueList atomic.Value // []string
 	inflight   sync.Map     // target dataset -> *failover.Transfer, under tmu
 	throughput sync.Map     // root source -> float64 bytes/s of its last sending cycle
+	lastPrune  sync.Map     // root source -> time.Time its source retention last ran
 	tmu        sync.Mutex
 	stats      *transport.StreamStats // send stream counters for metrics; nil: none
 }
@@ -305,8 +306,18 @@ func (r *replicator) runAll(ctx context.Context) error {
 	}
 	var errs []error
 	for i, c := range cs {
+		// Source retention runs every sourcePruneEvery, not every cycle:
+		// its listing and destroys would lengthen each cycle, and a longer
+		// cycle is more data behind at a fault.
+		last, _ := r.lastPrune.Load(c.Root.Source)
+		if t, ok := last.(time.Time); ok && time.Since(t) < sourcePruneEvery {
+			c.NoPrune = true
+		}
 		before, start := r.sent(c.Root.Source), time.Now()
 		res, err := c.Run(ctx)
+		if !c.NoPrune && ctx.Err() == nil {
+			r.lastPrune.Store(c.Root.Source, start)
+		}
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -521,6 +532,11 @@ func modeFor(s failover.State) replicatorMode {
 	}
 	return modePrune
 }
+
+// sourcePruneEvery: an active applies source retention at most this often
+// (at the end of the first cycle after it has passed), so a snapshot may
+// outlive its grid slot by this much.
+const sourcePruneEvery = 30 * time.Second
 
 // receiverPruneCadence: a passive prunes its replicas this often; received
 // snapshots arrive at the active's cadence, so this need not keep up with

@@ -232,7 +232,8 @@ func TestUnexport(t *testing.T) {
 		"/usr/bin/smbcontrol -s " + conf + " smbd close-share data",
 		"/usr/bin/smbcontrol -s " + conf + " smbd close-share Home",
 	}
-	if got := r.exec.take(); !slices.Equal(got, want) {
+	// NFS and SMB, and smbcontrol's runs, go side by side: any order.
+	if got := r.exec.take(); !sameSet(got, want) {
 		t.Errorf("Unexport ran %q, want %q", got, want)
 	}
 	if got := r.read(t, r.m.Paths.Exports); got != exportsHeader {
@@ -249,7 +250,7 @@ func TestUnexport(t *testing.T) {
 	if err := r.m.Unexport(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.exec.take(); !slices.Equal(got, want[:2]) {
+	if got := r.exec.take(); !sameSet(got, want[:2]) {
 		t.Errorf("second Unexport ran %q, want %q", got, want[:2])
 	}
 	r.onlyOurFiles(t)
@@ -267,7 +268,7 @@ func TestUnexportAfterConfigChange(t *testing.T) {
 	if err := r.m.Unexport(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.exec.take(); len(got) != 3 || !strings.HasSuffix(got[2], "close-share data") {
+	if got := r.exec.take(); len(got) != 3 || !slices.ContainsFunc(got, func(c string) bool { return strings.HasSuffix(c, "close-share data") }) {
 		t.Errorf("Unexport ran %q", got)
 	}
 	if ok, _ := r.m.Exported(ctx(t)); ok {
@@ -675,4 +676,11 @@ func TestUnescapeMount(t *testing.T) {
 			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }

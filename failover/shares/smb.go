@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -99,12 +100,11 @@ func (m *Manager) applySMB(ctx context.Context, p Paths, content []byte, serving
 		}
 		m.log().Debug("no SIGHUP for smbd; using smbcontrol", "err", err)
 	}
+	if !serving {
+		return m.unshareSMB(ctx, p, old, content, changed)
+	}
 	if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "reload-config"); err != nil {
 		if smbdNotRunning(err) {
-			if !serving {
-				m.log().Info("smbd is not running; nothing to reload", "file", p.SMBInclude)
-				return nil
-			}
 			return fmt.Errorf("%w: wrote %s, but smbd is not running to serve it; start Samba (systemctl start smbd): %w", ErrSMBDNotRunning, p.SMBInclude, err)
 		}
 		return fmt.Errorf("apply %s: %w", p.SMBInclude, err)
@@ -120,6 +120,58 @@ func (m *Manager) applySMB(ctx context.Context, p Paths, content []byte, serving
 		if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "close-share", n); err != nil && !smbdNotRunning(err) {
 			return fmt.Errorf("disconnect the clients of share %s: %w", n, err)
 		}
+	}
+	m.log().Debug("smb shares applied", "file", p.SMBInclude, "changed", changed, "shares", len(now))
+	return nil
+}
+
+// unshareSMB takes shares away: a SIGHUP to the smbd parent (new
+// connections no longer see them), then close-share for each share gone
+// beside reload-config for the children. Both are smbcontrol runs, each a
+// second or more on a slow CPU, and a handover waits for them before its
+// final snapshot (close-share makes smbd close the share's files, which
+// writes their last metadata), so they run side by side. A child could
+// take a new tree connect to a closed share until its reload lands; on the
+// failover path the VIP is already down, so no client reaches it.
+func (m *Manager) unshareSMB(ctx context.Context, p Paths, old, content []byte, changed bool) error {
+	if pid, err := m.hupSMBD(p); err == nil {
+		m.log().Debug("smbd reloaded by SIGHUP", "pid", pid, "file", p.SMBInclude, "changed", changed)
+	}
+	now := map[string]bool{}
+	for _, n := range sectionNames(content) {
+		now[strings.ToLower(n)] = true
+	}
+	var gone []string
+	for _, n := range sectionNames(old) {
+		if !now[strings.ToLower(n)] {
+			gone = append(gone, n)
+		}
+	}
+	errs := make([]error, len(gone)+1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "reload-config"); err != nil {
+			if smbdNotRunning(err) {
+				m.log().Info("smbd is not running; nothing to reload", "file", p.SMBInclude)
+				return
+			}
+			errs[0] = fmt.Errorf("apply %s: %w", p.SMBInclude, err)
+		}
+	}()
+	for i, n := range gone {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "close-share", n); err != nil && !smbdNotRunning(err) {
+				errs[i+1] = fmt.Errorf("disconnect the clients of share %s: %w", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	m.log().Debug("smb shares applied", "file", p.SMBInclude, "changed", changed, "shares", len(now))
 	return nil

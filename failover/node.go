@@ -101,6 +101,8 @@ type Node struct {
 	lastWit bool
 	// caughtUp: since when the preferred peer has held our newest snapshot.
 	caughtUp time.Time
+	// prepared: the executor was asked to read ahead in this silence.
+	prepared bool
 	actions  chan Action
 }
 
@@ -334,6 +336,7 @@ func (n *Node) loop(ctx context.Context) {
 			if n.Failback && !n.Preferred {
 				n.checkFailback(ctx, time.Now())
 			}
+			n.checkPrepare(ctx, time.Now())
 			if n.Watchdog != nil {
 				if err := n.Watchdog.Pet(); err != nil {
 					n.log().Error("watchdog pet failed", "err", err)
@@ -353,6 +356,33 @@ func (n *Node) loop(ctx context.Context) {
 			ev.reply <- err
 		}
 	}
+}
+
+// checkPrepare lets the executor read a promotion's plan ahead once the
+// peer has been silent for the loss threshold while this node is an idle
+// passive: a failover would come a fence margin later. Once per silence;
+// the decision itself is the machine's, and Serve checks that the plan is
+// still good.
+func (n *Node) checkPrepare(ctx context.Context, now time.Time) {
+	p, ok := n.Exec.(Preparer)
+	if !ok {
+		return
+	}
+	n.mu.Lock()
+	v := n.machine.View(now)
+	n.mu.Unlock()
+	silent := now.Sub(later(v.PeerHeard, v.Contact))
+	if v.State != Passive || v.Busy != "" || silent < n.Options.Timing.Threshold || !v.Tiebreaker {
+		if silent < n.Options.Timing.Threshold {
+			n.prepared = false
+		}
+		return
+	}
+	if n.prepared {
+		return
+	}
+	n.prepared = true
+	go p.Prepare(ctx)
 }
 
 // checkFailback sends FailbackReady once the preferred peer has held our

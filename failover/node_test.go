@@ -109,6 +109,23 @@ func (e *recExec) HandOver(ctx context.Context, epoch uint64, ask func(context.C
 	return ask(ctx)
 }
 func (e *recExec) Rejoin(ctx context.Context, epoch uint64) error { e.add("rejoin"); return nil }
+func (e *recExec) Prepare(ctx context.Context)                    { e.add("prepare") }
+
+// index is where s first appears in the log, -1 if nowhere; count how often.
+func (e *recExec) index(s string) (first, count int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	first = -1
+	for i, x := range e.log {
+		if x == s {
+			if first < 0 {
+				first = i
+			}
+			count++
+		}
+	}
+	return first, count
+}
 func (e *recExec) has(s string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -267,6 +284,9 @@ func TestNodePairOnLoopback(t *testing.T) {
 		}
 		p.link[0].plug()
 		p.link[1].plug()
+		if p.eb.has("prepare") {
+			t.Error("the passive read a promotion plan ahead with the public path up")
+		}
 	})
 
 	t.Run("active isolated: fences within the threshold, passive promotes after threshold+margin", func(t *testing.T) {
@@ -292,6 +312,12 @@ func TestNodePairOnLoopback(t *testing.T) {
 		}
 		if p.eb.epoch.Load() != 1 {
 			t.Fatalf("served at epoch %d", p.eb.epoch.Load())
+		}
+		// The plan was read ahead once, at the threshold, before the serve.
+		prep, n := p.eb.index("prepare")
+		srv, _ := p.eb.index("serve")
+		if n != 1 || prep < 0 || prep > srv {
+			t.Fatalf("passive's actions %q: want one prepare before the serve", p.eb.log)
 		}
 		// Cables back: the old active rejoins under the new epoch.
 		p.publicA.Store(true)

@@ -50,6 +50,13 @@ type Services struct {
 	// Observer, if set, hears every step with its duration.
 	Observer Observer
 
+	// Changes, if set, counts changes to the pool outside promotions, so
+	// Prepare can read a promotion's plan ahead of the decision and Serve
+	// can trust it (prepare.go).
+	Changes *PoolChanges
+
+	prep prepared
+
 	// afterStep, in tests, runs after each promotion step and can fail it
 	// to simulate a crash right there.
 	afterStep func(step string) error
@@ -84,9 +91,21 @@ func (s *Services) step(name string, f func() error) error {
 // Serve implements Executor. Every step is idempotent, so a crash anywhere
 // is repaired by running it again.
 func (s *Services) Serve(ctx context.Context, epoch uint64) error {
+	pre, age := s.takePrepared()
+	if s.Changes != nil {
+		defer s.Changes.Begin()()
+	}
 	for _, root := range s.Roots {
 		var rp RootPlan
-		if err := s.step("plan "+root, func() (err error) { rp, err = s.planRoot(ctx, root); return err }); err != nil {
+		if err := s.step("plan "+root, func() (err error) {
+			if p, ok := pre[root]; ok {
+				s.log().Debug("promotion plan read ahead", "root", root, "age", age.Round(time.Millisecond))
+				rp = p
+				return nil
+			}
+			rp, err = s.planRoot(ctx, root)
+			return err
+		}); err != nil {
 			return err
 		}
 		if err := s.step("abort partial receives of "+root, func() error {
@@ -220,6 +239,9 @@ func (s *Services) Unserve(ctx context.Context) error {
 // HandOver implements Executor: the final incremental, then the peer is
 // asked to promote while this node's roots become replicas.
 func (s *Services) HandOver(ctx context.Context, epoch uint64, ask func(context.Context) error) error {
+	if s.Changes != nil {
+		defer s.Changes.Begin()()
+	}
 	if s.Final != nil {
 		if err := s.step("final incremental", func() error { return s.Final(ctx) }); err != nil {
 			return err
@@ -246,6 +268,9 @@ func (s *Services) HandOver(ctx context.Context, epoch uint64, ask func(context.
 // left at that snapshot so the new active's incrementals land without a
 // full resend. Without PeerTree the roots are only made readonly.
 func (s *Services) Rejoin(ctx context.Context, epoch uint64) error {
+	if s.Changes != nil {
+		defer s.Changes.Begin()()
+	}
 	if s.PeerTree == nil {
 		return s.step("make roots replicas", func() error { return s.replicas(ctx) })
 	}

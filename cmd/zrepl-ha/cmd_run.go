@@ -69,8 +69,11 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		return err
 	}
 
-	rep := &replicator{cfg: cfg, z: z, sec: sec, log: log, locks: &scheduler.Locks{}}
-	svc := &failover.Services{ZFS: z, Roots: roots, Final: rep.final, Log: log, PeerTree: rep.peerTree}
+	// Receives, confirmations, the passive's retention and the actions
+	// are counted, so a promotion plan read ahead is known to be current.
+	changes := &failover.PoolChanges{}
+	rep := &replicator{cfg: cfg, z: z, sec: sec, log: log, locks: &scheduler.Locks{}, changes: changes}
+	svc := &failover.Services{ZFS: z, Roots: roots, Final: rep.final, Log: log, PeerTree: rep.peerTree, Changes: changes}
 	for _, r := range cfg.Replication.Roots {
 		svc.PeerRoots = append(svc.PeerRoots, r.Target)
 	}
@@ -118,7 +121,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		Sec:       sec,
 		ListenSec: lsec,
 		Exec:      svc,
-		Data: &zfsrpc.Server{Receiver: &zfsrepl.LocalReceiver{ZFS: z, Sender: cfg.Peer.Name},
+		Data: &zfsrpc.Server{Receiver: changes.Receiver(&zfsrepl.LocalReceiver{ZFS: z, Sender: cfg.Peer.Name}),
 			Roots: roots, Log: log, Drill: newDrillResponder(cfg, z)},
 		Stall:      time.Duration(cfg.Transport.StallTimeout),
 		Epochs:     epochs,
@@ -249,6 +252,7 @@ type replicator struct {
 	inflight   sync.Map     // target dataset -> *failover.Transfer, under tmu
 	throughput sync.Map     // root source -> float64 bytes/s of its last sending cycle
 	lastPrune  sync.Map     // root source -> time.Time its source retention last ran
+	changes    *failover.PoolChanges
 	tmu        sync.Mutex
 	stats      *transport.StreamStats // send stream counters for metrics; nil: none
 }
@@ -553,7 +557,12 @@ func (r *replicator) pruneReplicas(ctx context.Context) {
 	r.refreshRescues(ctx)
 	for _, root := range r.cfg.Replication.Roots {
 		unlock := r.locks.Lock(root.Source)
+		end := func() {}
+		if r.changes != nil {
+			end = r.changes.Begin()
+		}
 		d, refused, err := scheduler.PruneReceiver(ctx, r.z, root.Source, grid, time.Now())
+		end()
 		unlock()
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("target retention", "root", root.Source, "err", err)

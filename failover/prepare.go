@@ -1,0 +1,120 @@
+package failover
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
+)
+
+// PoolChanges counts what changes this node's replicated roots outside a
+// promotion: receives and confirmations from the peer, the passive's own
+// retention, rejoins. A promotion plan read while nothing was changing is
+// still good if the count has not moved since, so it can be read ahead.
+type PoolChanges struct {
+	gen  atomic.Uint64
+	busy atomic.Int64
+}
+
+// Begin marks a change starting; call the returned func when it ends.
+func (c *PoolChanges) Begin() (end func()) {
+	c.busy.Add(1)
+	c.gen.Add(1)
+	return func() { c.gen.Add(1); c.busy.Add(-1) }
+}
+
+// Read returns the count and whether a change is in progress.
+func (c *PoolChanges) Read() (gen uint64, busy bool) {
+	return c.gen.Load(), c.busy.Load() > 0
+}
+
+// Receiver wraps a receiver so that its receives and confirmations count
+// as changes. Listing does not.
+func (c *PoolChanges) Receiver(r zfsrepl.Receiver) zfsrepl.Receiver {
+	return &countedReceiver{Receiver: r, c: c}
+}
+
+type countedReceiver struct {
+	zfsrepl.Receiver
+	c *PoolChanges
+}
+
+func (r *countedReceiver) Receive(ctx context.Context, req zfsrepl.ReceiveRequest, stream io.Reader) error {
+	defer r.c.Begin()()
+	return r.Receiver.Receive(ctx, req, stream)
+}
+
+func (r *countedReceiver) Confirm(ctx context.Context, snapshots, release []string) error {
+	defer r.c.Begin()()
+	return r.Receiver.Confirm(ctx, snapshots, release)
+}
+
+// Preparer is an Executor that can read a promotion's plan ahead of the
+// decision. The node calls Prepare when the peer has been silent for the
+// loss threshold: the decision comes a fence margin later, and the
+// listing is then off the failover's clock.
+type Preparer interface {
+	Prepare(ctx context.Context)
+}
+
+// preparedMaxAge bounds how old a prepared plan may be: it guards
+// against changes PoolChanges does not see (an admin's zfs command).
+const preparedMaxAge = 10 * time.Second
+
+type prepared struct {
+	mu    sync.Mutex
+	gen   uint64
+	at    time.Time
+	plans map[string]RootPlan
+}
+
+// Prepare implements Preparer: it plans every root and keeps the plans if
+// nothing changed the pool while it read. Without Changes it does nothing.
+func (s *Services) Prepare(ctx context.Context) {
+	if s.Changes == nil {
+		return
+	}
+	gen, busy := s.Changes.Read()
+	if busy {
+		return
+	}
+	start := time.Now()
+	plans := map[string]RootPlan{}
+	for _, root := range s.Roots {
+		rp, err := s.planRoot(ctx, root)
+		if err != nil {
+			s.log().Debug("promotion plan not prepared", "root", root, "err", err)
+			return
+		}
+		plans[root] = rp
+	}
+	if g, busy := s.Changes.Read(); busy || g != gen {
+		return
+	}
+	s.prep.mu.Lock()
+	s.prep.gen, s.prep.at, s.prep.plans = gen, start, plans
+	s.prep.mu.Unlock()
+	s.log().Debug("promotion plan prepared", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// takePrepared returns the prepared plans if nothing changed the pool
+// since they were read and they are recent, and forgets them: each is
+// used once.
+func (s *Services) takePrepared() (map[string]RootPlan, time.Duration) {
+	if s.Changes == nil {
+		return nil, 0
+	}
+	s.prep.mu.Lock()
+	defer s.prep.mu.Unlock()
+	plans, at := s.prep.plans, s.prep.at
+	s.prep.plans = nil
+	gen, busy := s.Changes.Read()
+	age := time.Since(at)
+	if plans == nil || busy || gen != s.prep.gen || age > preparedMaxAge {
+		return nil, 0
+	}
+	return plans, age
+}

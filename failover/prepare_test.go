@@ -1,0 +1,107 @@
+package failover
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
+)
+
+// treeZFS answers Tree only; during, if set, runs inside the listing.
+type treeZFS struct {
+	zfsrepl.ZFS
+	calls  int
+	during func()
+}
+
+func (z *treeZFS) Tree(ctx context.Context, root string) ([]zfsrepl.TreeDataset, error) {
+	z.calls++
+	if z.during != nil {
+		z.during()
+	}
+	s := "zrepl-ha_20261201T100000Z_000001"
+	return []zfsrepl.TreeDataset{{Name: root, Type: zfsrepl.Filesystem, ReadOnly: true,
+		Versions: []zfsrepl.Version{{Name: root + "@" + s, Type: zfsrepl.Snapshot, GUID: 1, CreateTXG: 5}}}}, nil
+}
+
+type nopReceiver struct{ zfsrepl.Receiver }
+
+func (nopReceiver) Receive(context.Context, zfsrepl.ReceiveRequest, io.Reader) error { return nil }
+func (nopReceiver) Confirm(context.Context, []string, []string) error               { return nil }
+
+func TestPreparedPlan(t *testing.T) {
+	ctx := context.Background()
+	newSvc := func() (*Services, *treeZFS) {
+		z := &treeZFS{}
+		return &Services{ZFS: z, Roots: []string{"tank/a", "tank/b"}, Changes: &PoolChanges{}}, z
+	}
+
+	s, z := newSvc()
+	s.Prepare(ctx)
+	if z.calls != 2 {
+		t.Fatalf("Prepare listed %d roots, want 2", z.calls)
+	}
+	plans, _ := s.takePrepared()
+	if len(plans) != 2 || !strings.HasPrefix(plans["tank/a"].Snapshot, "zrepl-ha_") || !plans["tank/b"].Replica {
+		t.Fatalf("prepared plans: %+v", plans)
+	}
+	if again, _ := s.takePrepared(); again != nil {
+		t.Error("a prepared plan was handed out twice")
+	}
+
+	// A receive after the read makes it stale.
+	s, _ = newSvc()
+	s.Prepare(ctx)
+	rcv := s.Changes.Receiver(nopReceiver{})
+	if err := rcv.Receive(ctx, zfsrepl.ReceiveRequest{}, strings.NewReader("")); err != nil {
+		t.Fatal(err)
+	}
+	if plans, _ := s.takePrepared(); plans != nil {
+		t.Error("plan used after a receive changed the pool")
+	}
+	// So does a confirmation.
+	s.Prepare(ctx)
+	rcv.Confirm(ctx, nil, nil)
+	if plans, _ := s.takePrepared(); plans != nil {
+		t.Error("plan used after a confirmation changed the pool")
+	}
+
+	// A change in progress: nothing is read.
+	s, z = newSvc()
+	end := s.Changes.Begin()
+	s.Prepare(ctx)
+	if z.calls != 0 {
+		t.Error("Prepare listed while a change was in progress")
+	}
+	end()
+	if plans, _ := s.takePrepared(); plans != nil {
+		t.Error("plan handed out after a change")
+	}
+
+	// A change that starts and ends during the listing: not kept.
+	s, z = newSvc()
+	z.during = func() { s.Changes.Begin()() }
+	s.Prepare(ctx)
+	if plans, _ := s.takePrepared(); plans != nil {
+		t.Error("plan kept although the pool changed while it was read")
+	}
+
+	// Too old.
+	s, _ = newSvc()
+	s.Prepare(ctx)
+	s.prep.at = time.Now().Add(-preparedMaxAge - time.Second)
+	if plans, _ := s.takePrepared(); plans != nil {
+		t.Error("plan older than preparedMaxAge used")
+	}
+
+	// Without Changes, nothing is prepared.
+	s, z = newSvc()
+	s.Changes = nil
+	s.Prepare(ctx)
+	if plans, _ := s.takePrepared(); plans != nil || z.calls != 0 {
+		t.Error("prepared without a change count")
+	}
+}

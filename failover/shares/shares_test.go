@@ -684,3 +684,69 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// TestUnexportSIGHUPsSMBD: Unexport reloads the smbd parent by SIGHUP,
+// waits for close-share of each share gone, and leaves the children's
+// reload-config to the background.
+func TestUnexportSIGHUPsSMBD(t *testing.T) {
+	r := newRig(t)
+	hups := filepath.Join(r.dir, "hups")
+	victim := exec.Command("sh", "-c", `trap 'echo hup >> "$0"' HUP; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`, hups)
+	if err := victim.Start(); err != nil {
+		t.Skip("no sh:", err)
+	}
+	t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
+	time.Sleep(100 * time.Millisecond) // the trap is set
+	pid := strconv.Itoa(victim.Process.Pid)
+	proc := filepath.Join(r.dir, "proc")
+	os.MkdirAll(filepath.Join(proc, pid), 0o755)
+	os.WriteFile(filepath.Join(proc, pid, "comm"), []byte("smbd\n"), 0o644)
+	os.MkdirAll(filepath.Join(r.dir, "samba-pid"), 0o755)
+	os.WriteFile(filepath.Join(r.dir, "samba-pid", "smbd.pid"), []byte(pid+"\n"), 0o644)
+	r.m.Paths.Proc = proc
+	if err := r.m.Export(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	reload := "/usr/bin/smbcontrol -s " + r.m.Paths.SMBConf + " smbd reload-config"
+	drain := func() (calls []string) {
+		for i := 0; i < 500; i++ {
+			calls = append(calls, r.exec.take()...)
+			if slices.Contains(calls, reload) {
+				return calls
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return calls
+	}
+	drain()
+	// Two SIGHUPs pending at once are one: let the shell take the first.
+	for i := 0; i < 100; i++ {
+		if b, _ := os.ReadFile(hups); len(b) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.m.Unexport(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	waited := r.exec.take() // what Unexport waited for
+	if !sameSet(waited, []string{"/usr/sbin/exportfs -r", "/usr/bin/smbcontrol -s " + r.m.Paths.SMBConf + " smbd close-share data"}) &&
+		!sameSet(waited, []string{"/usr/sbin/exportfs -r", "/usr/bin/smbcontrol -s " + r.m.Paths.SMBConf + " smbd close-share data", reload}) {
+		t.Errorf("Unexport ran %q", waited)
+	}
+	rest := waited
+	if !slices.Contains(rest, reload) {
+		rest = append(rest, drain()...)
+	}
+	if !slices.Contains(rest, reload) {
+		t.Errorf("no reload-config for the children: %q", rest)
+	}
+	for i := 0; i < 100; i++ {
+		if b, _ := os.ReadFile(hups); strings.Count(string(b), "hup") >= 2 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(hups)
+	t.Errorf("smbd got %d SIGHUPs, want 2 (Export, Unexport)", strings.Count(string(b), "hup"))
+}

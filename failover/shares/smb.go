@@ -126,15 +126,18 @@ func (m *Manager) applySMB(ctx context.Context, p Paths, content []byte, serving
 }
 
 // unshareSMB takes shares away: a SIGHUP to the smbd parent (new
-// connections no longer see them), then close-share for each share gone
-// beside reload-config for the children. Both are smbcontrol runs, each a
-// second or more on a slow CPU, and a handover waits for them before its
-// final snapshot (close-share makes smbd close the share's files, which
-// writes their last metadata), so they run side by side. A child could
-// take a new tree connect to a closed share until its reload lands; on the
-// failover path the VIP is already down, so no client reaches it.
+// connections no longer see them), then close-share for each share gone,
+// side by side, and reload-config for the children in the background. A
+// handover waits for this before its final snapshot (close-share makes
+// smbd close the share's files, which writes their last metadata), and
+// each smbcontrol run is a second or more on a slow CPU. A child could take
+// a new tree connect to a closed share until its reload lands; on the
+// failover path the VIP is already down, so no client reaches it. Without
+// the SIGHUP (no pid file), reload-config is waited for, as the parent
+// needs it.
 func (m *Manager) unshareSMB(ctx context.Context, p Paths, old, content []byte, changed bool) error {
-	if pid, err := m.hupSMBD(p); err == nil {
+	pid, herr := m.hupSMBD(p)
+	if herr == nil {
 		m.log().Debug("smbd reloaded by SIGHUP", "pid", pid, "file", p.SMBInclude, "changed", changed)
 	}
 	now := map[string]bool{}
@@ -149,17 +152,21 @@ func (m *Manager) unshareSMB(ctx context.Context, p Paths, old, content []byte, 
 	}
 	errs := make([]error, len(gone)+1)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "reload-config"); err != nil {
-			if smbdNotRunning(err) {
-				m.log().Info("smbd is not running; nothing to reload", "file", p.SMBInclude)
-				return
+	if herr == nil {
+		go m.reloadChildren(p)
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "reload-config"); err != nil {
+				if smbdNotRunning(err) {
+					m.log().Info("smbd is not running; nothing to reload", "file", p.SMBInclude)
+					return
+				}
+				errs[0] = fmt.Errorf("apply %s: %w", p.SMBInclude, err)
 			}
-			errs[0] = fmt.Errorf("apply %s: %w", p.SMBInclude, err)
-		}
-	}()
+		}()
+	}
 	for i, n := range gone {
 		wg.Add(1)
 		go func() {

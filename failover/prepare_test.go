@@ -30,7 +30,7 @@ func (z *treeZFS) Tree(ctx context.Context, root string) ([]zfsrepl.TreeDataset,
 type nopReceiver struct{ zfsrepl.Receiver }
 
 func (nopReceiver) Receive(context.Context, zfsrepl.ReceiveRequest, io.Reader) error { return nil }
-func (nopReceiver) Confirm(context.Context, []string, []string) error               { return nil }
+func (nopReceiver) Confirm(context.Context, []string, []string) error                { return nil }
 
 func TestPreparedPlan(t *testing.T) {
 	ctx := context.Background()

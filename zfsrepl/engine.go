@@ -52,6 +52,10 @@ type Engine struct {
 	// estimate runs beside the stream and progress carries it once known,
 	// which keeps it off the cycle's latency (the daemon).
 	EstimateFirst bool
+	// EstimateAfter delays the estimate beside the stream: a step that
+	// ends sooner needs none, and on a small CPU the estimate's zfs send
+	// -nvP competes with the stream. 0 starts it at once.
+	EstimateAfter time.Duration
 	// Parallel is how many datasets of a root replicate at once (default 4).
 	Parallel int
 
@@ -516,6 +520,15 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 		est.Add(1)
 		go func() {
 			defer est.Done()
+			if e.EstimateAfter > 0 {
+				t := time.NewTimer(e.EstimateAfter)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-ectx.Done():
+					return // done before it was worth estimating
+				}
+			}
 			if total, err := e.ZFS.SendSize(ectx, st.Send); err == nil {
 				counter.total.Store(total)
 			}

@@ -496,6 +496,15 @@ func TestPlatformEngineEstimateBesideTheStream(t *testing.T) {
 	if !last.Done || last.Bytes == 0 {
 		t.Fatalf("last progress event %+v", last)
 	}
+	// EstimateAfter: a step that ends before it starts no estimate.
+	p.eng.EstimateAfter = time.Hour
+	p.src.writeFiles(t, p.src.ds("data"), "q", 1, 64<<10)
+	p.snapshot(t)
+	p.replicate(t)
+	if n := stuck.canceled.Load(); n != 1 {
+		t.Fatalf("EstimateAfter 1h: %d estimates ran, want none more", n-1)
+	}
+	p.eng.EstimateAfter = 0
 	// EstimateFirst with the real ZFS: the first event carries the total.
 	p.eng.ZFS, p.eng.EstimateFirst = p.src.z, true
 	events = nil

@@ -262,8 +262,8 @@ func (r *replicator) engine() *zfsrepl.Engine {
 	defer r.mu.Unlock()
 	if r.eng == nil {
 		r.eng = &zfsrepl.Engine{ZFS: r.z, Peer: r.cfg.Peer.Name, MaxStreamBytes: int64(r.cfg.Replication.MaxStreamSize), Log: r.log,
-			OnProgress: r.progress,
-			Plan:       zfsrepl.PlanOptions{InitialAll: r.cfg.Replication.InitialSend == config.InitialSendAll, Raw: rawPolicy[r.cfg.Replication.Raw]}}
+			OnProgress: r.progress, EstimateAfter: time.Second,
+			Plan: zfsrepl.PlanOptions{InitialAll: r.cfg.Replication.InitialSend == config.InitialSendAll, Raw: rawPolicy[r.cfg.Replication.Raw]}}
 	}
 	return r.eng
 }

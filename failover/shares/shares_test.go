@@ -89,6 +89,18 @@ type rig struct {
 	dir  string
 }
 
+// pidFile makes smb.conf's pid directory name pid as smbd's, and a fake
+// /proc say that pid's command is comm.
+func (r *rig) pidFile(pid int, comm string) {
+	p := strconv.Itoa(pid)
+	proc := filepath.Join(r.dir, "proc")
+	os.MkdirAll(filepath.Join(proc, p), 0o755)
+	os.WriteFile(filepath.Join(proc, p, "comm"), []byte(comm+"\n"), 0o644)
+	os.MkdirAll(filepath.Join(r.dir, "samba-pid"), 0o755)
+	os.WriteFile(filepath.Join(r.dir, "samba-pid", "smbd.pid"), []byte(p+"\n"), 0o644)
+	r.m.Paths.Proc = proc
+}
+
 func newRig(t *testing.T) *rig {
 	dir := t.TempDir()
 	threads := filepath.Join(dir, "proc-nfsd-threads")
@@ -604,13 +616,7 @@ func TestExportSIGHUPsSMBD(t *testing.T) {
 			exited := make(chan error, 1)
 			go func() { exited <- victim.Wait() }()
 			t.Cleanup(func() { victim.Process.Kill() })
-			pid := strconv.Itoa(victim.Process.Pid)
-			proc := filepath.Join(r.dir, "proc")
-			os.MkdirAll(filepath.Join(proc, pid), 0o755)
-			os.WriteFile(filepath.Join(proc, pid, "comm"), []byte(tc.comm+"\n"), 0o644)
-			os.MkdirAll(filepath.Join(r.dir, "samba-pid"), 0o755)
-			os.WriteFile(filepath.Join(r.dir, "samba-pid", "smbd.pid"), []byte(pid+"\n"), 0o644)
-			r.m.Paths.Proc = proc
+			r.pidFile(victim.Process.Pid, tc.comm)
 			if err := r.m.Export(ctx(t)); err != nil {
 				t.Fatal(err)
 			}
@@ -689,13 +695,7 @@ func TestUnexportSIGHUPsSMBD(t *testing.T) {
 	}
 	t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
 	time.Sleep(100 * time.Millisecond) // the trap is set
-	pid := strconv.Itoa(victim.Process.Pid)
-	proc := filepath.Join(r.dir, "proc")
-	os.MkdirAll(filepath.Join(proc, pid), 0o755)
-	os.WriteFile(filepath.Join(proc, pid, "comm"), []byte("smbd\n"), 0o644)
-	os.MkdirAll(filepath.Join(r.dir, "samba-pid"), 0o755)
-	os.WriteFile(filepath.Join(r.dir, "samba-pid", "smbd.pid"), []byte(pid+"\n"), 0o644)
-	r.m.Paths.Proc = proc
+	r.pidFile(victim.Process.Pid, "smbd")
 	if err := r.m.Export(ctx(t)); err != nil {
 		t.Fatal(err)
 	}

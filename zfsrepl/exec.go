@@ -212,22 +212,14 @@ func parseVersions(out []byte) ([]Version, error) {
 		}
 		vs = append(vs, Version{Name: f[0], Type: DatasetType(f[1]), GUID: guid, CreateTXG: txg, Creation: creation, UserRefs: refs})
 	}
-	sortVersions(vs)
-	return vs, sc.Err()
-}
-
-// sortVersions orders by createtxg; a bookmark shares its snapshot's
-// createtxg and goes after it, and bookmarks of one txg go by name.
-func sortVersions(vs []Version) {
+	// Bookmarks and their snapshots share a createtxg: put the snapshot first.
 	sort.SliceStable(vs, func(i, j int) bool {
 		if vs[i].CreateTXG != vs[j].CreateTXG {
 			return vs[i].CreateTXG < vs[j].CreateTXG
 		}
-		if (vs[i].Type == Snapshot) != (vs[j].Type == Snapshot) {
-			return vs[i].Type == Snapshot
-		}
-		return vs[i].Name < vs[j].Name
+		return vs[i].Type == Snapshot && vs[j].Type != Snapshot
 	})
+	return vs, sc.Err()
 }
 
 // Create uses go-zfs.

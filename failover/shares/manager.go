@@ -7,11 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/zrepl-ha/zrepl-ha/internal/config"
-	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
 // Props reads a dataset property; zfsrepl.ZFS satisfies it. shares reads
@@ -171,7 +172,7 @@ func (m *Manager) prefetch(ctx context.Context) map[string]map[string]string {
 	want := m.datasets()
 	got := map[string]map[string]string{}
 	if b, err := os.ReadFile(filepath.Join(m.paths().Proc, "self", "mountinfo")); err == nil {
-		mounts := zfsrepl.ZFSMounts(b)
+		mounts := zfsMounts(b)
 		for _, ds := range want {
 			if mp, ok := mounts[ds]; ok {
 				got[ds] = map[string]string{"mountpoint": mp, "mounted": "yes"}
@@ -190,6 +191,44 @@ func (m *Manager) prefetch(ctx context.Context) map[string]map[string]string {
 		return got
 	}
 	return props
+}
+
+// zfsMounts reads mountinfo(5): dataset -> mount point of each ZFS
+// filesystem mounted at its own root (bind mounts of a subdirectory are
+// skipped). The first mount of a dataset wins.
+func zfsMounts(mountinfo []byte) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if sep < 6 || len(f) < sep+3 || f[sep+1] != "zfs" || f[3] != "/" {
+			continue
+		}
+		ds := unescapeMount(f[sep+2])
+		if _, seen := out[ds]; !seen {
+			out[ds] = unescapeMount(f[4])
+		}
+	}
+	return out
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // Unexport empties both files and makes the servers apply that; SMB

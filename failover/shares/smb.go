@@ -109,20 +109,29 @@ func (m *Manager) applySMB(ctx context.Context, p Paths, content []byte, serving
 		}
 		return fmt.Errorf("apply %s: %w", p.SMBInclude, err)
 	}
-	now := map[string]bool{}
-	for _, n := range sectionNames(content) {
-		now[strings.ToLower(n)] = true
-	}
-	for _, n := range sectionNames(old) {
-		if now[strings.ToLower(n)] {
-			continue
-		}
+	for _, n := range goneSections(old, content) {
 		if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "close-share", n); err != nil && !smbdNotRunning(err) {
 			return fmt.Errorf("disconnect the clients of share %s: %w", n, err)
 		}
 	}
-	m.log().Debug("smb shares applied", "file", p.SMBInclude, "changed", changed, "shares", len(now))
+	m.log().Debug("smb shares applied", "file", p.SMBInclude, "changed", changed, "shares", len(sectionNames(content)))
 	return nil
+}
+
+// goneSections are the share sections of old that content no longer has
+// (share names are case-insensitive).
+func goneSections(old, content []byte) []string {
+	now := map[string]bool{}
+	for _, n := range sectionNames(content) {
+		now[strings.ToLower(n)] = true
+	}
+	var gone []string
+	for _, n := range sectionNames(old) {
+		if !now[strings.ToLower(n)] {
+			gone = append(gone, n)
+		}
+	}
+	return gone
 }
 
 // unshareSMB takes shares away: a SIGHUP to the smbd parent (new
@@ -140,16 +149,7 @@ func (m *Manager) unshareSMB(ctx context.Context, p Paths, old, content []byte, 
 	if herr == nil {
 		m.log().Debug("smbd reloaded by SIGHUP", "pid", pid, "file", p.SMBInclude, "changed", changed)
 	}
-	now := map[string]bool{}
-	for _, n := range sectionNames(content) {
-		now[strings.ToLower(n)] = true
-	}
-	var gone []string
-	for _, n := range sectionNames(old) {
-		if !now[strings.ToLower(n)] {
-			gone = append(gone, n)
-		}
-	}
+	gone := goneSections(old, content)
 	errs := make([]error, len(gone)+1)
 	var wg sync.WaitGroup
 	if herr == nil {
@@ -180,7 +180,7 @@ func (m *Manager) unshareSMB(ctx context.Context, p Paths, old, content []byte, 
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	m.log().Debug("smb shares applied", "file", p.SMBInclude, "changed", changed, "shares", len(now))
+	m.log().Debug("smb shares applied", "file", p.SMBInclude, "changed", changed, "shares", len(sectionNames(content)))
 	return nil
 }
 

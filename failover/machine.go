@@ -217,6 +217,10 @@ type Action struct {
 	Kind  ActionKind
 	State State  // for ActPersist
 	Epoch uint64 // for ActPersist, ActServe, ActHandOver, ActRejoin
+	// HandOver, on an ActUnserve, says an ActHandOver follows: the runtime
+	// may finish unexporting while the final incremental runs (the VIP is
+	// down first either way), as long as the handover waits for it.
+	HandOver bool
 }
 
 func (a Action) String() string {
@@ -225,6 +229,10 @@ func (a Action) String() string {
 		return fmt.Sprintf("persist(%s,%d)", a.State, a.Epoch)
 	case ActServe, ActHandOver, ActRejoin:
 		return fmt.Sprintf("%s(%d)", a.Kind, a.Epoch)
+	case ActUnserve:
+		if a.HandOver {
+			return "unserve(handover)"
+		}
 	}
 	return a.Kind.String()
 }
@@ -702,7 +710,7 @@ func (m *Machine) handOver(acts []Action, now time.Time, reason string) []Action
 	m.actionBusy = ActHandOver
 	acts = append(acts, Action{Kind: ActPersist, State: Demoting, Epoch: m.epoch})
 	if wasServing {
-		acts = append(acts, Action{Kind: ActUnserve})
+		acts = append(acts, Action{Kind: ActUnserve, HandOver: true})
 	}
 	return append(acts, Action{Kind: ActHandOver, Epoch: m.epoch})
 }

@@ -255,6 +255,9 @@ func TestTableRows(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("actions %v, want %v (unserve before the final sync)", got, want)
 		}
+		if !h.acts[from+1].HandOver {
+			t.Error("the unserve before a handover is not marked as such")
+		}
 	})
 
 	t.Run("active/own public down, peer's public down too: keep serving", func(t *testing.T) {
@@ -336,7 +339,7 @@ func TestTableRows(t *testing.T) {
 		// 20 s without a step; the first thing after is a queued beat that
 		// still says the peer is passive.
 		a := h.mustStep(20*time.Second, Beat{Path: PathLink, PeerBeat: passivePeer})
-		if len(a) < 2 || a[0].Kind != ActPersist || a[0].State != Fenced || a[1].Kind != ActUnserve {
+		if len(a) < 2 || a[0].Kind != ActPersist || a[0].State != Fenced || a[1].Kind != ActUnserve || a[1].HandOver {
 			t.Fatalf("first actions after the freeze %v, want persist(fenced), unserve", a)
 		}
 		h.expect(Fenced, 1)

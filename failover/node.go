@@ -31,6 +31,15 @@ type Executor interface {
 	Rejoin(ctx context.Context, epoch uint64) error
 }
 
+// HandOverUnserver is an Executor that can stop serving ahead of a
+// handover faster than Unserve: it drops the VIP and returns, leaving the
+// unexport to finish while the final incremental runs. Its HandOver must
+// wait for that unexport before it asks the peer to promote, and every
+// later action must wait for it too.
+type HandOverUnserver interface {
+	UnserveForHandOver(ctx context.Context) error
+}
+
 // Arbiter is the optional external witness (failover/witness on etcd).
 type Arbiter interface {
 	Campaign(ctx context.Context) (token int64, err error)
@@ -505,7 +514,11 @@ func (n *Node) executor(ctx context.Context) {
 		case ActServe:
 			err = n.Exec.Serve(actx, a.Epoch)
 		case ActUnserve:
-			err = n.Exec.Unserve(context.WithoutCancel(actx))
+			if hu, ok := n.Exec.(HandOverUnserver); ok && a.HandOver {
+				err = hu.UnserveForHandOver(context.WithoutCancel(actx))
+			} else {
+				err = n.Exec.Unserve(context.WithoutCancel(actx))
+			}
 		case ActHandOver:
 			err = n.Exec.HandOver(actx, a.Epoch, func(ctx context.Context) error { return n.askHandover(ctx, a.Epoch) })
 		case ActRejoin:

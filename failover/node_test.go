@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,6 +102,11 @@ func (e *recExec) Serve(ctx context.Context, epoch uint64) error {
 }
 func (e *recExec) Unserve(ctx context.Context) error {
 	e.add("unserve")
+	e.serving.Store(false)
+	return nil
+}
+func (e *recExec) UnserveForHandOver(ctx context.Context) error {
+	e.add("unserve for handover")
 	e.serving.Store(false)
 	return nil
 }
@@ -340,6 +346,11 @@ func TestNodePairOnLoopback(t *testing.T) {
 		waitRole(t, p.b, "passive", 5*time.Second)
 		if p.a.Status().Epoch != 2 || !p.eb.has("handover") || p.eb.serving.Load() {
 			t.Fatalf("epoch %d, b log %v", p.a.Status().Epoch, p.eb.log)
+		}
+		// The node stops serving the handover's way (the VIP first, the
+		// unexport beside the final incremental), not the fence's.
+		if u, _ := p.eb.index("unserve for handover"); u < 0 || u > slices.Index(p.eb.log, "handover") {
+			t.Fatalf("b log %v: want the handover's unserve before the handover", p.eb.log)
 		}
 	})
 

@@ -2,6 +2,8 @@ package failover
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,58 @@ import (
 type PoolChanges struct {
 	gen  atomic.Uint64
 	busy atomic.Int64
+
+	mu       sync.Mutex
+	next     int
+	receives map[int]context.CancelCauseFunc
+}
+
+// ErrPromoting is why CancelReceives stopped a receive.
+var ErrPromoting = errors.New("receive cancelled: this node is about to promote (the sender has been silent on every path for the loss threshold)")
+
+// CancelReceives stops every receive in progress through Receiver and
+// returns how many it stopped. A stopped receive leaves its resume token,
+// which the promotion aborts (or the next cycle resumes from, if the
+// peer comes back instead).
+func (c *PoolChanges) CancelReceives() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cancel := range c.receives {
+		cancel(ErrPromoting)
+	}
+	n := len(c.receives)
+	clear(c.receives)
+	return n
+}
+
+func (c *PoolChanges) track(cancel context.CancelCauseFunc) (untrack func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.receives == nil {
+		c.receives = map[int]context.CancelCauseFunc{}
+	}
+	id := c.next
+	c.next++
+	c.receives[id] = cancel
+	return func() {
+		c.mu.Lock()
+		delete(c.receives, id)
+		c.mu.Unlock()
+	}
+}
+
+// waitIdle waits up to max for no change to be in progress.
+func (c *PoolChanges) waitIdle(ctx context.Context, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	for {
+		if _, busy := c.Read(); !busy {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Begin marks a change starting; call the returned func when it ends.
@@ -44,7 +98,14 @@ type countedReceiver struct {
 
 func (r *countedReceiver) Receive(ctx context.Context, req zfsrepl.ReceiveRequest, stream io.Reader) error {
 	defer r.c.Begin()()
-	return r.Receiver.Receive(ctx, req, stream)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer r.c.track(cancel)()
+	err := r.Receiver.Receive(ctx, req, stream)
+	if err != nil && errors.Is(context.Cause(ctx), ErrPromoting) {
+		return fmt.Errorf("%w: %w", ErrPromoting, err)
+	}
+	return err
 }
 
 func (r *countedReceiver) Confirm(ctx context.Context, snapshots, release []string) error {
@@ -76,6 +137,15 @@ type prepared struct {
 func (s *Services) Prepare(ctx context.Context) {
 	if s.Changes == nil {
 		return
+	}
+	// The peer has been silent on every path for the threshold, so a
+	// stream from it is stalled too: waiting for the stall timeout would
+	// keep the plan from being read now. Stopped here, the receive leaves
+	// a resume token the plan aborts, or the next cycle resumes from if
+	// the peer comes back within the margin.
+	if n := s.Changes.CancelReceives(); n > 0 {
+		s.log().Info("stopped receives from the silent peer", "receives", n)
+		s.Changes.waitIdle(ctx, 3*time.Second)
 	}
 	gen, busy := s.Changes.Read()
 	if busy {

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -103,5 +104,46 @@ func TestPreparedPlan(t *testing.T) {
 	s.Prepare(ctx)
 	if plans, _ := s.takePrepared(); plans != nil || z.calls != 0 {
 		t.Error("prepared without a change count")
+	}
+}
+
+// blockingReceiver's Receive runs until its context ends.
+type blockingReceiver struct {
+	zfsrepl.Receiver
+	started chan struct{}
+}
+
+func (b blockingReceiver) Receive(ctx context.Context, _ zfsrepl.ReceiveRequest, _ io.Reader) error {
+	close(b.started)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A receive from the silent peer would keep the plan from being read until
+// its stall timeout: Prepare stops it and reads the plan.
+func TestPrepareStopsReceivesFromTheSilentPeer(t *testing.T) {
+	ctx := context.Background()
+	z := &treeZFS{}
+	s := &Services{ZFS: z, Roots: []string{"tank/a"}, Changes: &PoolChanges{}}
+	br := blockingReceiver{started: make(chan struct{})}
+	rcv := s.Changes.Receiver(br)
+	errc := make(chan error, 1)
+	go func() { errc <- rcv.Receive(ctx, zfsrepl.ReceiveRequest{}, strings.NewReader("")) }()
+	<-br.started
+
+	s.Prepare(ctx)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrPromoting) {
+			t.Fatalf("the stopped receive: %v, want ErrPromoting", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the receive was not stopped")
+	}
+	if plans, _ := s.takePrepared(); plans == nil || z.calls != 1 {
+		t.Fatalf("no plan prepared after stopping the receive (%d listings)", z.calls)
+	}
+	if n := s.Changes.CancelReceives(); n != 0 {
+		t.Errorf("%d receives still tracked after they ended", n)
 	}
 }

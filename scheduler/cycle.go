@@ -76,9 +76,12 @@ type Cycle struct {
 	// NoPrune skips retention: a handover's final cycle is on the
 	// switchover's clock, and the next cadence prunes anyway.
 	NoPrune bool
-	Clock   Clock
-	Locks   *Locks
-	Log     *slog.Logger
+	// Final replicates with zfsrepl.Engine.ReplicateFinal: a handover's
+	// last cycle, whose protection the next cycle moves.
+	Final bool
+	Clock Clock
+	Locks *Locks
+	Log   *slog.Logger
 }
 
 // CycleResult says what one cycle did.
@@ -108,7 +111,11 @@ func (c *Cycle) Run(ctx context.Context) (CycleResult, error) {
 		return res, err
 	}
 	var repErr error
-	res.Report, repErr = c.Engine.Replicate(ctx, c.Root, c.Receiver)
+	if c.Final {
+		res.Report, repErr = c.Engine.ReplicateFinal(ctx, c.Root, c.Receiver)
+	} else {
+		res.Report, repErr = c.Engine.Replicate(ctx, c.Root, c.Receiver)
+	}
 	if c.NoPrune {
 		return res, repErr
 	}

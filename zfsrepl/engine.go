@@ -175,6 +175,22 @@ const maxPasses = 4
 // or a transport or zfs error. Conflicts are reported, not returned, so one
 // diverged dataset does not stop the others.
 func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *Report, err error) {
+	return e.replicate(ctx, root, rcv, true)
+}
+
+// ReplicateFinal is Replicate for a handover's final cycle: the snapshots
+// are sent, but the protection (the receiver's holds, the sender's cursor
+// bookmarks) is neither moved nor repaired. That is two transaction groups
+// on each side, seconds on a slow machine, on the switchover's clock, and
+// not needed there: the old protection stays valid (it is only released
+// once a new one exists), the base just sent is the newest snapshot on
+// both sides, and the next cycle in either direction finds it by guid and
+// moves the protection then.
+func (e *Engine) ReplicateFinal(ctx context.Context, root Root, rcv Receiver) (rep *Report, err error) {
+	return e.replicate(ctx, root, rcv, false)
+}
+
+func (e *Engine) replicate(ctx context.Context, root Root, rcv Receiver, protect bool) (rep *Report, err error) {
 	rep = &Report{Root: root, Lag: -1}
 	defer func() { e.record(rep, err) }()
 	if err := ValidateDataset(root.Source); err != nil {
@@ -201,14 +217,16 @@ func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *R
 			stepped[st.Source] = true
 			steps = append(steps, st)
 		}
-		if err := e.runSteps(ctx, steps, stree, rtree, rcv, rep); err != nil {
+		if err := e.runSteps(ctx, steps, stree, rtree, rcv, rep, protect); err != nil {
 			return rep, err
 		}
 		if resumeOnly {
 			continue // plan again from what the resumes completed
 		}
-		if err := e.repairProtection(ctx, root, stree, rtree, rcv, stepped); err != nil {
-			return rep, err
+		if protect {
+			if err := e.repairProtection(ctx, root, stree, rtree, rcv, stepped); err != nil {
+				return rep, err
+			}
 		}
 		if len(plan.Steps) > 0 {
 			// What arrived is known from the steps (each receive exited 0);
@@ -347,7 +365,7 @@ func (e *Engine) repairProtection(ctx context.Context, root Root, stree, rtree [
 // children: a child's full receive needs its parent. Running datasets
 // side by side also lets their confirmations (hold, bookmark: each a ZFS
 // sync task) share transaction groups instead of waiting for one each.
-func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []TreeDataset, rcv Receiver, rep *Report) error {
+func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []TreeDataset, rcv Receiver, rep *Report, protect bool) error {
 	bySource := map[string][]Step{}
 	var order []string
 	for _, st := range steps {
@@ -412,6 +430,9 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 			break
 		}
 		i = j
+	}
+	if !protect {
+		return firstErr
 	}
 	// Whatever arrived is protected, even when the cycle stopped on an error.
 	var list []Step

@@ -462,6 +462,7 @@ func (r *replicator) final(ctx context.Context) error {
 		// may not show sync writes yet (see Cycle.ForceSnapshot).
 		c.ForceSnapshot = true
 		c.NoPrune = true
+		c.Final = true
 		res, err := c.Run(ctx)
 		if err == nil {
 			continue

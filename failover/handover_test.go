@@ -1,0 +1,175 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// events records what the fakes did, in order.
+type events struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (e *events) add(s string) {
+	e.mu.Lock()
+	e.log = append(e.log, s)
+	e.mu.Unlock()
+}
+
+func (e *events) list() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.log)
+}
+
+// gatedExporter's Unexport waits for its gate (when set) and fails with
+// err.
+type gatedExporter struct {
+	ev   *events
+	gate chan struct{}
+	err  error
+	n    int
+}
+
+func (g *gatedExporter) Export(context.Context) error { g.ev.add("export"); return nil }
+func (g *gatedExporter) Unexport(context.Context) error {
+	g.n++
+	if g.gate != nil {
+		<-g.gate
+	}
+	g.ev.add("unexport")
+	return g.err
+}
+
+type eventVIP struct {
+	ev   *events
+	derr error
+}
+
+func (v *eventVIP) Up(context.Context) error   { v.ev.add("vip up"); return nil }
+func (v *eventVIP) Down(context.Context) error { v.ev.add("vip down"); return v.derr }
+
+// The unexport of a handover runs beside the final incremental, and the
+// peer is asked to promote only once it is done.
+func TestHandOverUnexportsBesideTheFinalIncremental(t *testing.T) {
+	ctx := context.Background()
+	ev := &events{}
+	ex := &gatedExporter{ev: ev, gate: make(chan struct{})}
+	finalRan := make(chan struct{})
+	s := &Services{ZFS: &treeZFS{}, Roots: []string{"tank/a"}, Shares: ex, VIP: &eventVIP{ev: ev},
+		Final: func(context.Context) error { ev.add("final"); close(finalRan); return nil }}
+
+	if err := s.UnserveForHandOver(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.list(); !slices.Equal(got, []string{"vip down"}) {
+		t.Fatalf("after UnserveForHandOver: %v, want the VIP down and the unexport still running", got)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.HandOver(ctx, 3, func(context.Context) error { ev.add("ask"); return nil })
+	}()
+	select {
+	case <-finalRan:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the final incremental waited for the unexport")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("HandOver returned (%v) before the unexport ended", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if slices.Contains(ev.list(), "ask") {
+		t.Fatal("the peer was asked to promote while this node still exported")
+	}
+	close(ex.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ev.list(), []string{"vip down", "final", "unexport", "ask"}; !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+}
+
+// A failed unexport or VIP drop fails the handover before the peer is
+// asked, and the next action unexports again.
+func TestHandOverFailsWhenStoppingServiceFailed(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		unexErr error
+		vipErr  error
+	}{
+		{name: "unexport fails", unexErr: errors.New("exportfs: boom")},
+		{name: "VIP stays", vipErr: errors.New("netlink: boom")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := &events{}
+			ex := &gatedExporter{ev: ev, err: tc.unexErr}
+			s := &Services{ZFS: &treeZFS{}, Roots: []string{"tank/a"}, Shares: ex, VIP: &eventVIP{ev: ev, derr: tc.vipErr},
+				Final: func(context.Context) error { ev.add("final"); return nil }}
+			uerr := s.UnserveForHandOver(ctx)
+			if (uerr != nil) != (tc.vipErr != nil) {
+				t.Fatalf("UnserveForHandOver: %v", uerr)
+			}
+			err := s.HandOver(ctx, 3, func(context.Context) error { ev.add("ask"); return nil })
+			if err == nil || !strings.Contains(err.Error(), "stopping service before the handover") {
+				t.Fatalf("HandOver: %v, want it to fail on stopping service", err)
+			}
+			if slices.Contains(ev.list(), "ask") {
+				t.Fatal("the peer was asked to promote")
+			}
+			// The machine fences on a failed handover: Unserve runs, and
+			// unexports again.
+			ex.err = nil
+			s.VIP.(*eventVIP).derr = nil
+			if err := s.Unserve(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if ex.n != 2 {
+				t.Errorf("unexported %d times, want 2", ex.n)
+			}
+		})
+	}
+}
+
+// Every later action waits for an unexport still running.
+func TestActionsWaitForThePendingUnexport(t *testing.T) {
+	ctx := context.Background()
+	for _, action := range []string{"unserve", "rejoin"} {
+		t.Run(action, func(t *testing.T) {
+			ev := &events{}
+			ex := &gatedExporter{ev: ev, gate: make(chan struct{})}
+			s := &Services{ZFS: &treeZFS{}, Roots: []string{"tank/a"}, Shares: ex, VIP: &eventVIP{ev: ev}}
+			if err := s.UnserveForHandOver(ctx); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				if action == "unserve" {
+					done <- s.Unserve(ctx)
+				} else {
+					done <- s.Rejoin(ctx, 4)
+				}
+			}()
+			select {
+			case err := <-done:
+				t.Fatalf("%s returned (%v) while the unexport ran", action, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			ex.gate <- struct{}{} // the handover's unexport ends
+			if action == "unserve" {
+				ex.gate <- struct{}{} // and Unserve's own
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -136,6 +136,16 @@ type Probe struct {
 // Witness: whether this node holds the witness lease now.
 type Witness struct{ Held bool }
 
+// Carrier: the kernel's carrier (link) state of this node's public
+// interface, the VIP's. A cable out is known at once this way, where the
+// tiebreaker needs a whole threshold of silence to say the same.
+type Carrier struct{ Up bool }
+
+// CarrierHold is how long the public carrier must stay down before it
+// counts as the public network lost: a link renegotiating or a switch
+// port bouncing drops the carrier for less.
+const CarrierHold = time.Second
+
 // Done: an action finished; Err is nil on success.
 type Done struct {
 	Action ActionKind
@@ -165,6 +175,7 @@ type HandoverRequest struct{ PeerEpoch uint64 }
 func (Tick) isEvent()            {}
 func (Beat) isEvent()            {}
 func (Ack) isEvent()             {}
+func (Carrier) isEvent()         {}
 func (Probe) isEvent()           {}
 func (Witness) isEvent()         {}
 func (Done) isEvent()            {}
@@ -276,6 +287,7 @@ type Machine struct {
 	// first heartbeat on that path.
 	probeOKSince time.Time
 	probeFailAt  time.Time // send time of the first failure since the last success
+	carrierDown  time.Time // when the public carrier went down; zero while up
 	witnessHeld  bool
 	campaigning  bool
 
@@ -393,15 +405,27 @@ func (m *Machine) tiebreakerOK(now time.Time) bool {
 // publicOK is this node's view of its own public network. Without a
 // tiebreaker it cannot be measured and is assumed fine.
 func (m *Machine) publicOK(now time.Time) bool {
+	if m.carrierLost(now) {
+		return false
+	}
 	if !m.opt.Tiebreaker {
 		return true
 	}
 	return m.tiebreakerOK(now)
 }
 
-// publicLost: the tiebreaker has not answered for a whole threshold while
-// probes were being sent (not merely "no result yet").
+// carrierLost: the public interface has had no carrier for CarrierHold.
+func (m *Machine) carrierLost(now time.Time) bool {
+	return !m.carrierDown.IsZero() && now.Sub(m.carrierDown) >= CarrierHold
+}
+
+// publicLost: the public interface has lost its carrier for CarrierHold,
+// or the tiebreaker has not answered for a whole threshold while probes
+// were being sent (not merely "no result yet").
 func (m *Machine) publicLost(now time.Time) bool {
+	if m.carrierLost(now) {
+		return true
+	}
 	if !m.opt.Tiebreaker || m.probeFailAt.IsZero() || m.probeOK {
 		return false
 	}
@@ -410,6 +434,11 @@ func (m *Machine) publicLost(now time.Time) bool {
 
 // arbiterOK: the arbiter lets this node serve without hearing the peer.
 func (m *Machine) arbiterOK(now time.Time) bool {
+	// A node whose public interface has no carrier cannot serve there,
+	// whatever the arbiter says.
+	if m.carrierLost(now) {
+		return false
+	}
 	if m.opt.Witness {
 		return m.witnessHeld
 	}
@@ -476,6 +505,12 @@ func (m *Machine) Step(now time.Time, ev Event) ([]Action, error) {
 			}
 			m.probeOK = false
 		}
+	case Carrier:
+		if e.Up {
+			m.carrierDown = time.Time{}
+		} else if m.carrierDown.IsZero() {
+			m.carrierDown = now
+		}
 	case Witness:
 		m.witnessHeld = e.Held
 		if e.Held {
@@ -508,9 +543,20 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 	// A node never serves under an epoch lower than one it has seen.
 	if m.peerKnown && m.peerFresh(now) && m.peer.Epoch > m.epoch {
 		switch {
+		case m.state == Demoting && m.actionBusy == ActHandOver && m.peer.Role.Serving():
+			// The peer took over, most likely as our handover asked. We
+			// serve nothing already (the VIP went before the final
+			// snapshot, the shares before the ask); fencing would only
+			// cancel the handover's last step. Its end decides.
+			return acts
 		case m.state.Serving() || m.state == Demoting:
 			acts = m.fence(acts, now, fmt.Sprintf("peer is %s at epoch %d, newer than ours (%d)", m.peer.Role, m.peer.Epoch, m.epoch))
 			return m.rejoin(acts, now)
+		case (m.state == Fenced || m.state == Passive) && m.peer.Role == Promoting:
+			// Rejoin once the peer has promoted: listing its pool during
+			// its promotion competes with it for a small machine (seconds
+			// of failover time), and could see its rollbacks half done.
+			return acts
 		case m.state == Fenced || m.state == Passive:
 			if m.peer.Role.Serving() || m.state == Fenced {
 				return m.rejoin(acts, now)
@@ -550,7 +596,11 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 			acts = m.transition(acts, now, Active, "peer is back")
 		}
 		if m.publicLost(now) && m.peerKnown && m.peerFresh(now) && m.peer.PublicOK && m.peer.Role == Passive && m.actionBusy == 0 {
-			return m.handOver(acts, now, "our public network is down (tiebreaker silent for "+t.Threshold.String()+") and the peer's is up: hand over")
+			why := "tiebreaker silent for " + t.Threshold.String()
+			if m.carrierLost(now) {
+				why = "no carrier on the public interface for " + CarrierHold.String()
+			}
+			return m.handOver(acts, now, "our public network is down ("+why+") and the peer's is up: hand over")
 		}
 		return acts
 
@@ -849,6 +899,9 @@ func (m *Machine) View(now time.Time) View {
 		if !v.Paths[p] {
 			v.Alerts = append(v.Alerts, fmt.Sprintf("%s path to the peer is down", p))
 		}
+	}
+	if m.carrierLost(now) {
+		v.Alerts = append(v.Alerts, "no carrier on the public interface: its cable or switch port is down")
 	}
 	if m.opt.Tiebreaker && !v.Tiebreaker {
 		v.Alerts = append(v.Alerts, "tiebreaker unreachable: this node's public network may be down")

@@ -260,6 +260,47 @@ func TestTableRows(t *testing.T) {
 		}
 	})
 
+	t.Run("active/public carrier lost, link alive, peer's public up: hand over after CarrierHold", func(t *testing.T) {
+		h := activeNode(t, tb)
+		h.mustStep(0, Carrier{Up: false})
+		// The tiebreaker's last answer is fresh: only the carrier says the
+		// cable is out.
+		took := h.feedUntil(10*time.Second, world{link: true, peer: passivePeer}, Demoting)
+		if took < CarrierHold || took > CarrierHold+300*time.Millisecond {
+			t.Fatalf("handover %s after the carrier went, want about %s (the tiebreaker takes %s)", took, CarrierHold, T)
+		}
+		if r := h.m.Last().Reason; !strings.Contains(r, "no carrier") {
+			t.Errorf("reason %q does not name the carrier", r)
+		}
+	})
+
+	t.Run("active/public carrier bounces for less than CarrierHold: keep serving", func(t *testing.T) {
+		h := activeNode(t, tb)
+		for i := 0; i < 10; i++ {
+			h.mustStep(0, Carrier{Up: false})
+			h.feed(CarrierHold-200*time.Millisecond, healthy(passivePeer))
+			h.mustStep(0, Carrier{Up: true})
+			h.feed(300*time.Millisecond, healthy(passivePeer))
+		}
+		h.expect(Active, 1)
+		if !h.m.View(h.now).PublicOK {
+			t.Error("public reported down after the bounces ended")
+		}
+	})
+
+	t.Run("passive/public carrier lost: reports public down to the peer, never promotes", func(t *testing.T) {
+		h := passiveNode(t, tb)
+		h.mustStep(0, Carrier{Up: false})
+		h.feed(CarrierHold+100*time.Millisecond, healthy(activePeer))
+		if h.m.Heartbeat(h.now).PublicOK {
+			t.Fatal("heartbeat says public OK without a carrier")
+		}
+		h.feed(20*time.Second, world{link: false, public: false, tiebreaker: true})
+		if s, _ := h.m.State(); s.Serving() || s == Promoting {
+			t.Fatalf("promoted without a public carrier: %s", s)
+		}
+	})
+
 	t.Run("active/own public down, peer's public down too: keep serving", func(t *testing.T) {
 		h := activeNode(t, tb)
 		p := passivePeer
@@ -277,6 +318,30 @@ func TestTableRows(t *testing.T) {
 		p := PeerBeat{Role: Active, Epoch: 2, PublicOK: true}
 		h.feed(time.Second, world{link: true, peer: p})
 		h.expect(Passive, 2)
+	})
+
+	t.Run("demoting/the peer promotes during our handover: no fence, rejoin once it is active", func(t *testing.T) {
+		h := activeNode(t, tb)
+		h.feedUntil(10*time.Second, world{link: true, peer: passivePeer}, Demoting)
+		from := len(h.acts)
+		// Our ask reached the peer before our handover action ended.
+		promoting := PeerBeat{Role: Promoting, Epoch: 2, PublicOK: true}
+		h.feed(time.Second, world{link: true, peer: promoting})
+		h.expect(Demoting, 1)
+		if h.took(from, ActUnserve) || h.took(from, ActRejoin) {
+			t.Fatalf("acted on the peer's promotion before our handover ended: %v", h.acts[from:])
+		}
+		h.done(ActHandOver, nil)
+		h.feed(time.Second, world{link: true, peer: promoting})
+		h.expect(Passive, 1)
+		if h.took(from, ActRejoin) {
+			t.Fatal("rejoined while the peer was still promoting")
+		}
+		h.feed(time.Second, world{link: true, peer: PeerBeat{Role: Active, Epoch: 2, PublicOK: true}})
+		h.expect(Passive, 2)
+		if !h.took(from, ActRejoin) || h.took(from, ActUnserve) {
+			t.Fatalf("actions %v: want a rejoin and no fence", h.acts[from:])
+		}
 	})
 
 	t.Run("demoting/handover failed: fenced", func(t *testing.T) {

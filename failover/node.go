@@ -76,6 +76,9 @@ type Node struct {
 	ProbeTTL  time.Duration                   // per probe, and the probe interval
 	Witness   Arbiter
 	Watchdog  Pinger
+	// Carrier watches the carrier of the public (VIP) interface
+	// (vip.WatchCarrier), reporting each change; nil: not watched.
+	Carrier func(ctx context.Context, report func(up bool)) error
 	// OnChange is called from the loop after each transition (to start and
 	// stop replication); it must not block.
 	OnChange func(State, uint64)
@@ -219,6 +222,28 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.Probe != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.probeLoop(ctx) }()
+	}
+	if n.Carrier != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := n.Carrier(ctx, func(up bool) {
+				if !up {
+					n.log().Warn("the public interface lost its carrier")
+				}
+				// Never dropped (post drops when the queue is full): a lost
+				// "up" would hold the node off its public network.
+				select {
+				case n.events <- event{ev: Carrier{Up: up}}:
+				case <-ctx.Done():
+				}
+			})
+			if err != nil && ctx.Err() == nil {
+				// Not fatal: the tiebreaker still sees a dead network, a
+				// threshold later.
+				n.log().Warn("cannot watch the public interface's carrier; the tiebreaker alone judges the public network", "err", err)
+			}
+		}()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); n.executor(ctx) }()

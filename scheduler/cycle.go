@@ -76,8 +76,8 @@ type Cycle struct {
 	// NoPrune skips retention: a handover's final cycle is on the
 	// switchover's clock, and the next cadence prunes anyway.
 	NoPrune bool
-	// Final replicates with zfsrepl.Engine.ReplicateFinal: a handover's
-	// last cycle, whose protection the next cycle moves.
+	// Final is a handover's last cycle, whose protection the next cycle
+	// moves (zfsrepl.ReplicateOptions.Final).
 	Final bool
 	Clock Clock
 	Locks *Locks
@@ -106,16 +106,29 @@ func (c *Cycle) Run(ctx context.Context) (CycleResult, error) {
 		defer c.Locks.Lock(c.Root.Source)()
 	}
 	now := c.Clock.Now()
+	// The receiver is listed beside the snapshot (different machines, and
+	// the snapshot does not change the receiver): a cycle then waits for
+	// one listing after its snapshot, not for the peer's too.
+	var rtree []zfsrepl.TreeDataset
+	var rerr error
+	listed := make(chan struct{})
+	go func() {
+		defer close(listed)
+		rtree, rerr = c.Receiver.Tree(ctx, c.Root.Target)
+	}()
 	var err error
 	if res.Snapshot, res.Skipped, err = c.snapshot(ctx, now); err != nil {
+		<-listed
 		return res, err
 	}
 	var repErr error
-	if c.Final {
-		res.Report, repErr = c.Engine.ReplicateFinal(ctx, c.Root, c.Receiver)
-	} else {
-		res.Report, repErr = c.Engine.Replicate(ctx, c.Root, c.Receiver)
-	}
+	res.Report, repErr = c.Engine.ReplicateWith(ctx, c.Root, c.Receiver, zfsrepl.ReplicateOptions{
+		Final: c.Final,
+		ReceiverTree: func() ([]zfsrepl.TreeDataset, error) {
+			<-listed
+			return rtree, rerr
+		},
+	})
 	if c.NoPrune {
 		return res, repErr
 	}

@@ -175,22 +175,41 @@ const maxPasses = 4
 // or a transport or zfs error. Conflicts are reported, not returned, so one
 // diverged dataset does not stop the others.
 func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *Report, err error) {
-	return e.replicate(ctx, root, rcv, true)
+	return e.ReplicateWith(ctx, root, rcv, ReplicateOptions{})
 }
 
-// ReplicateFinal is Replicate for a handover's final cycle: the snapshots
-// are sent, but the protection (the receiver's holds, the sender's cursor
-// bookmarks) is neither moved nor repaired. That is two transaction groups
-// on each side, seconds on a slow machine, on the switchover's clock, and
-// not needed there: the old protection stays valid (it is only released
-// once a new one exists), the base just sent is the newest snapshot on
-// both sides, and the next cycle in either direction finds it by guid and
-// moves the protection then.
-func (e *Engine) ReplicateFinal(ctx context.Context, root Root, rcv Receiver) (rep *Report, err error) {
-	return e.replicate(ctx, root, rcv, false)
+// ReplicateOptions adjusts one Replicate call.
+type ReplicateOptions struct {
+	// Final is a handover's last cycle: the snapshots are sent without a
+	// size estimate beside them, and the protection (the receiver's holds, the sender's cursor bookmarks) is
+	// neither moved nor repaired. That is two transaction groups on each
+	// side, seconds on a slow machine, on the switchover's clock, and not
+	// needed there: the old protection stays valid (it is only released
+	// once a new one exists), the base just sent is the newest snapshot on
+	// both sides, and the next cycle in either direction finds it by guid
+	// and moves the protection then.
+	Final bool
+	// ReceiverTree, if set, gives the receiver's listing for the first
+	// pass instead of listing it here. A cycle starts that listing beside
+	// its snapshot: the snapshot does not change the receiver, and only
+	// this engine's steps do, after the listing either way.
+	ReceiverTree func() ([]TreeDataset, error)
 }
 
-func (e *Engine) replicate(ctx context.Context, root Root, rcv Receiver, protect bool) (rep *Report, err error) {
+// ReplicateWith is Replicate with options.
+func (e *Engine) ReplicateWith(ctx context.Context, root Root, rcv Receiver, o ReplicateOptions) (rep *Report, err error) {
+	return e.replicate(ctx, root, rcv, o)
+}
+
+// finalKey marks a final cycle's context: its steps run no size estimate
+// (a zfs send -nvP beside the stream is CPU the handover waits for).
+type finalKey struct{}
+
+func (e *Engine) replicate(ctx context.Context, root Root, rcv Receiver, o ReplicateOptions) (rep *Report, err error) {
+	protect := !o.Final
+	if o.Final {
+		ctx = context.WithValue(ctx, finalKey{}, true)
+	}
 	rep = &Report{Root: root, Lag: -1}
 	defer func() { e.record(rep, err) }()
 	if err := ValidateDataset(root.Source); err != nil {
@@ -200,7 +219,11 @@ func (e *Engine) replicate(ctx context.Context, root Root, rcv Receiver, protect
 		return rep, err
 	}
 	for pass := 0; pass < maxPasses; pass++ {
-		stree, rtree, err := e.listBoth(ctx, root, rcv)
+		prefetched := o.ReceiverTree
+		if pass > 0 {
+			prefetched = nil
+		}
+		stree, rtree, err := e.listBoth(ctx, root, rcv, prefetched)
 		if err != nil {
 			return rep, err
 		}
@@ -249,11 +272,15 @@ func (e *Engine) replicate(ctx context.Context, root Root, rcv Receiver, protect
 
 // listBoth lists the sender's and the receiver's root side by side: they
 // are different machines, so a cycle waits for one listing, not two.
-func (e *Engine) listBoth(ctx context.Context, root Root, rcv Receiver) (stree, rtree []TreeDataset, err error) {
+func (e *Engine) listBoth(ctx context.Context, root Root, rcv Receiver, prefetched func() ([]TreeDataset, error)) (stree, rtree []TreeDataset, err error) {
 	var rerr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if prefetched != nil {
+			rtree, rerr = prefetched()
+			return
+		}
 		rtree, rerr = rcv.Tree(ctx, root.Target)
 	}()
 	stree, err = e.ZFS.Tree(ctx, root.Source)
@@ -532,7 +559,7 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 		if total, err := e.ZFS.SendSize(sctx, st.Send); err == nil {
 			counter.total.Store(total)
 		}
-	} else if e.OnProgress != nil {
+	} else if e.OnProgress != nil && ctx.Value(finalKey{}) == nil {
 		// The size estimate (zfs send -nvP) is for progress and pending
 		// bytes only: it runs beside the transfer, not before it, because
 		// every cycle's latency is replication lag and handover time.

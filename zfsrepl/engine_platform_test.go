@@ -515,3 +515,69 @@ func TestPlatformEngineEstimateBesideTheStream(t *testing.T) {
 		t.Fatalf("EstimateFirst: first event %+v of %d", events, len(events))
 	}
 }
+
+// A handover's final cycle sends without moving the protection; the next
+// cycle moves it. A receiver listing taken before the snapshot (a cycle
+// lists the receiver beside its snapshot) plans the same steps.
+func TestPlatformEngineFinalLeavesProtection(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	ctx := testCtx(t)
+	p.src.create(t, "data")
+	p.src.writeFiles(t, p.src.ds("data"), "a", 2, 32<<10)
+	s1 := p.snapshot(t)
+	p.replicate(t)
+
+	p.src.writeFiles(t, p.src.ds("data"), "b", 2, 32<<10)
+	before, err := p.rcv.Tree(ctx, p.root.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := p.snapshot(t)
+	rep, err := p.eng.ReplicateWith(ctx, p.root, p.rcv, ReplicateOptions{Final: true,
+		ReceiverTree: func() ([]TreeDataset, error) { return before, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LatestConsistent != s2 || rep.FullSends() != 0 {
+		t.Fatalf("final cycle: latest %q, %d full sends; want %s incrementally", rep.LatestConsistent, rep.FullSends(), s2)
+	}
+	protection := func() (held, cursors []string) {
+		rvs, err := p.dst.z.Versions(ctx, p.root.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range rvs {
+			if v.Type == Snapshot && v.UserRefs > 0 {
+				held = append(held, v.Short())
+			}
+		}
+		svs, err := p.src.z.Versions(ctx, p.root.Source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range svs {
+			if v.Type == Bookmark && strings.HasPrefix(v.Short(), cursorPrefix("beta")) {
+				cursors = append(cursors, v.Short())
+			}
+		}
+		return held, cursors
+	}
+	held, cursors := protection()
+	if !reflect.DeepEqual(held, []string{s1}) || !reflect.DeepEqual(cursors, []string{CursorName("beta", s1)}) {
+		t.Fatalf("after the final cycle: held %v, cursors %v; want both still at %s", held, cursors, s1)
+	}
+	p.assertSame(t, "")
+
+	// The next cycle moves both to the base it finds by guid.
+	p.src.writeFiles(t, p.src.ds("data"), "c", 1, 32<<10)
+	s3 := p.snapshot(t)
+	if rep := p.replicate(t); rep.LatestConsistent != s3 || rep.FullSends() != 0 {
+		t.Fatalf("next cycle: latest %q, %d full sends", rep.LatestConsistent, rep.FullSends())
+	}
+	held, cursors = protection()
+	if !reflect.DeepEqual(held, []string{s3}) || !reflect.DeepEqual(cursors, []string{CursorName("beta", s3)}) {
+		t.Fatalf("after the next cycle: held %v, cursors %v; want both at %s", held, cursors, s3)
+	}
+	p.assertSame(t, "")
+}

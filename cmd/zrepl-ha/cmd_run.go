@@ -134,6 +134,10 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		Preferred:  cfg.Peer.InitialRole == config.RoleActive,
 		Log:        log,
 	}
+	if cfg.VIP.Enabled() {
+		iface := cfg.VIP.Interface
+		node.Carrier = func(ctx context.Context, report func(bool)) error { return vip.WatchCarrier(ctx, iface, report) }
+	}
 	if len(cfg.Tiebreaker.Targets) > 0 {
 		pr := &probe.Prober{Targets: cfg.Tiebreaker.Targets, Timeout: time.Duration(cfg.Tiebreaker.Timeout), Log: log}
 		node.Probe = func(ctx context.Context) error {

@@ -289,3 +289,23 @@ func TestPace(t *testing.T) {
 		t.Fatalf("cancel stops the wait: sent %d in %d rounds, %v", n, f.sends, err)
 	}
 }
+
+func TestCarrierUp(t *testing.T) {
+	for _, tc := range []struct {
+		typ   uint16
+		flags uint32
+		want  bool
+	}{
+		{unix.RTM_NEWLINK, unix.IFF_UP | unix.IFF_LOWER_UP | unix.IFF_RUNNING, true},
+		{unix.RTM_NEWLINK, unix.IFF_UP, false},       // no carrier
+		{unix.RTM_NEWLINK, unix.IFF_LOWER_UP, false}, // set down
+		{unix.RTM_DELLINK, unix.IFF_UP | unix.IFF_LOWER_UP, false},
+	} {
+		var u netlink.LinkUpdate
+		u.Header.Type = tc.typ
+		u.IfInfomsg.Flags = tc.flags
+		if got := carrierUp(u); got != tc.want {
+			t.Errorf("type %d flags %#x: carrier %v, want %v", tc.typ, tc.flags, got, tc.want)
+		}
+	}
+}

@@ -91,6 +91,23 @@ func (c *PoolChanges) Receiver(r zfsrepl.Receiver) zfsrepl.Receiver {
 	return &countedReceiver{Receiver: r, c: c}
 }
 
+// ZFS wraps z so that its destroys count as changes: the passive's own
+// retention lists (not a change) and destroys only now and then, and only
+// a destroy makes a plan read ahead stale.
+func (c *PoolChanges) ZFS(z zfsrepl.ZFS) zfsrepl.ZFS {
+	return &countedZFS{ZFS: z, c: c}
+}
+
+type countedZFS struct {
+	zfsrepl.ZFS
+	c *PoolChanges
+}
+
+func (z *countedZFS) Destroy(ctx context.Context, name string, flags zfsrepl.DestroyFlags) error {
+	defer z.c.Begin()()
+	return z.ZFS.Destroy(ctx, name, flags)
+}
+
 type countedReceiver struct {
 	zfsrepl.Receiver
 	c *PoolChanges

@@ -147,3 +147,26 @@ func TestPrepareStopsReceivesFromTheSilentPeer(t *testing.T) {
 		t.Errorf("%d receives still tracked after they ended", n)
 	}
 }
+
+// destroyZFS records destroys.
+type destroyZFS struct {
+	zfsrepl.ZFS
+	n int
+}
+
+func (d *destroyZFS) Destroy(context.Context, string, zfsrepl.DestroyFlags) error { d.n++; return nil }
+
+// Through PoolChanges.ZFS a destroy is a change; anything else is not.
+func TestPoolChangesZFSCountsDestroys(t *testing.T) {
+	ctx := context.Background()
+	c := &PoolChanges{}
+	inner := &destroyZFS{}
+	z := c.ZFS(inner)
+	gen, _ := c.Read()
+	if err := z.Destroy(ctx, "tank/a@s1", zfsrepl.DestroyFlags{}); err != nil || inner.n != 1 {
+		t.Fatalf("destroy: %v, %d calls", err, inner.n)
+	}
+	if g, busy := c.Read(); g == gen || busy {
+		t.Fatalf("after a destroy: gen %d (was %d), busy %v", g, gen, busy)
+	}
+}

@@ -560,14 +560,15 @@ func (r *replicator) pruneReplicas(ctx context.Context) {
 	}
 	r.refreshNewest(ctx)
 	r.refreshRescues(ctx)
+	// Only destroys count as changes to the pool: a retention run that
+	// only lists must not spoil a promotion plan read ahead.
+	z := r.z
+	if r.changes != nil {
+		z = r.changes.ZFS(r.z)
+	}
 	for _, root := range r.cfg.Replication.Roots {
 		unlock := r.locks.Lock(root.Source)
-		end := func() {}
-		if r.changes != nil {
-			end = r.changes.Begin()
-		}
-		d, refused, err := scheduler.PruneReceiver(ctx, r.z, root.Source, grid, time.Now())
-		end()
+		d, refused, err := scheduler.PruneReceiver(ctx, z, root.Source, grid, time.Now())
 		unlock()
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("target retention", "root", root.Source, "err", err)

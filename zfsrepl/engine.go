@@ -181,7 +181,8 @@ func (e *Engine) Replicate(ctx context.Context, root Root, rcv Receiver) (rep *R
 // ReplicateOptions adjusts one Replicate call.
 type ReplicateOptions struct {
 	// Final is a handover's last cycle: the snapshots are sent without a
-	// size estimate beside them, and the protection (the receiver's holds, the sender's cursor bookmarks) is
+	// size estimate (so a backlog is not split by MaxStreamBytes), and the
+	// protection (the receiver's holds, the sender's cursor bookmarks) is
 	// neither moved nor repaired. That is two transaction groups on each
 	// side, seconds on a slow machine, on the switchover's clock, and not
 	// needed there: the old protection stays valid (it is only released
@@ -202,7 +203,8 @@ func (e *Engine) ReplicateWith(ctx context.Context, root Root, rcv Receiver, o R
 }
 
 // finalKey marks a final cycle's context: its steps run no size estimate
-// (a zfs send -nvP beside the stream is CPU the handover waits for).
+// (a zfs send -nvP before or beside the stream is time or CPU the
+// handover waits for), so they are not split either.
 type finalKey struct{}
 
 func (e *Engine) replicate(ctx context.Context, root Root, rcv Receiver, o ReplicateOptions) (rep *Report, err error) {
@@ -485,7 +487,10 @@ func parentFailed(failed map[string]bool, ds string) bool {
 // arrives is recorded in done (under mu) for the batched confirmation.
 func (e *Engine) runStep(ctx context.Context, st Step, stree []TreeDataset, rcv Receiver, rep *Report, mu *sync.Mutex, done map[string]Step) error {
 	parts := []Step{st}
-	if st.Kind == StepIncremental && st.Send.Intermediates && e.MaxStreamBytes > 0 {
+	// A final cycle sends its backlog whole: the estimate that splitting
+	// needs is a zfs send -nvP before the stream, on the handover's clock.
+	final := ctx.Value(finalKey{}) != nil
+	if st.Kind == StepIncremental && st.Send.Intermediates && e.MaxStreamBytes > 0 && !final {
 		var err error
 		if parts, err = e.split(ctx, st, versionsOf(stree, st.Source)); err != nil {
 			return err
@@ -555,11 +560,12 @@ func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Repor
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	counter := &byteCounter{report: e.OnProgress, step: st}
-	if e.OnProgress != nil && e.EstimateFirst {
+	estimate := e.OnProgress != nil && ctx.Value(finalKey{}) == nil
+	if estimate && e.EstimateFirst {
 		if total, err := e.ZFS.SendSize(sctx, st.Send); err == nil {
 			counter.total.Store(total)
 		}
-	} else if e.OnProgress != nil && ctx.Value(finalKey{}) == nil {
+	} else if estimate {
 		// The size estimate (zfs send -nvP) is for progress and pending
 		// bytes only: it runs beside the transfer, not before it, because
 		// every cycle's latency is replication lag and handover time.

@@ -528,20 +528,30 @@ func TestPlatformEngineFinalLeavesProtection(t *testing.T) {
 	s1 := p.snapshot(t)
 	p.replicate(t)
 
+	// Two snapshots behind, with splitting and progress on: a normal cycle
+	// would estimate (split, then beside the stream); a final one must not.
 	p.src.writeFiles(t, p.src.ds("data"), "b", 2, 32<<10)
+	p.snapshot(t)
+	p.src.writeFiles(t, p.src.ds("data"), "b2", 1, 32<<10)
 	before, err := p.rcv.Tree(ctx, p.root.Target)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s2 := p.snapshot(t)
+	sizes := &sizeCounter{ZFS: p.src.z}
+	p.eng.ZFS, p.eng.MaxStreamBytes, p.eng.OnProgress = sizes, 1, func(Progress) {}
 	rep, err := p.eng.ReplicateWith(ctx, p.root, p.rcv, ReplicateOptions{Final: true,
 		ReceiverTree: func() ([]TreeDataset, error) { return before, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.LatestConsistent != s2 || rep.FullSends() != 0 {
-		t.Fatalf("final cycle: latest %q, %d full sends; want %s incrementally", rep.LatestConsistent, rep.FullSends(), s2)
+	if rep.LatestConsistent != s2 || rep.FullSends() != 0 || len(rep.Steps) != 1 {
+		t.Fatalf("final cycle: latest %q, %d full sends, %d steps; want %s in one incremental", rep.LatestConsistent, rep.FullSends(), len(rep.Steps), s2)
 	}
+	if n := sizes.n.Load(); n != 0 {
+		t.Fatalf("the final cycle ran %d size estimates", n)
+	}
+	p.eng.ZFS, p.eng.MaxStreamBytes, p.eng.OnProgress = p.src.z, 0, nil
 	protection := func() (held, cursors []string) {
 		rvs, err := p.dst.z.Versions(ctx, p.root.Target)
 		if err != nil {
@@ -580,4 +590,15 @@ func TestPlatformEngineFinalLeavesProtection(t *testing.T) {
 		t.Fatalf("after the next cycle: held %v, cursors %v; want both at %s", held, cursors, s3)
 	}
 	p.assertSame(t, "")
+}
+
+// sizeCounter counts size estimates.
+type sizeCounter struct {
+	ZFS
+	n atomic.Int32
+}
+
+func (c *sizeCounter) SendSize(ctx context.Context, o SendOptions) (int64, error) {
+	c.n.Add(1)
+	return c.ZFS.SendSize(ctx, o)
 }

@@ -330,7 +330,12 @@ func TestPlatformDaemonPairFailover(t *testing.T) {
 		defer l.use(t)()
 		mustRun(t, "ip", "link", "set", a.pubHost, "up")
 		l.nsRun(a, "ip", "link", "set", "link0", "up")
-		l.waitFor("a passive", 90*time.Second, func() bool { return l.role(a) == "passive" })
+		// Passive is decided before the rejoin runs; its rename and clone
+		// of a's root must be over before the root is looked at.
+		l.waitFor("a passive, its rejoin done", 90*time.Second, func() bool {
+			s, err := l.status(a)
+			return err == nil && s.Role == "passive" && s.Busy == ""
+		})
 		l.waitFor("b active", 90*time.Second, func() bool { return l.role(b) == "active" })
 		s, _ := l.status(a)
 		if s.Epoch != 1 {

@@ -108,6 +108,16 @@ func (z *countedZFS) Destroy(ctx context.Context, name string, flags zfsrepl.Des
 	return z.ZFS.Destroy(ctx, name, flags)
 }
 
+// DestroySnapshots keeps the batch of the ZFS underneath, counted.
+func (z *countedZFS) DestroySnapshots(ctx context.Context, dataset string, shorts []string) error {
+	bd, ok := z.ZFS.(zfsrepl.BatchDestroyer)
+	if !ok {
+		return errors.New("no batch destroy: destroy one at a time")
+	}
+	defer z.c.Begin()()
+	return bd.DestroySnapshots(ctx, dataset, shorts)
+}
+
 type countedReceiver struct {
 	zfsrepl.Receiver
 	c *PoolChanges

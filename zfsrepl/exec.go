@@ -313,6 +313,26 @@ func (z *Exec) Destroy(ctx context.Context, name string, flags DestroyFlags) err
 	return wrapGoZFS((&gozfs.Dataset{Name: name}).Destroy(f))
 }
 
+// DestroySnapshots destroys snapshots of one dataset in one zfs destroy
+// (dataset@a,b,c): one process and one transaction group for all of them.
+// The kernel checks them all before it destroys any, so a held or cloned
+// one fails the command with the others intact.
+func (z *Exec) DestroySnapshots(ctx context.Context, dataset string, shorts []string) error {
+	if err := ValidateDataset(dataset); err != nil {
+		return err
+	}
+	if len(shorts) == 0 {
+		return nil
+	}
+	for _, s := range shorts {
+		if err := ValidateSnapshot(dataset + "@" + s); err != nil {
+			return err
+		}
+	}
+	_, err := z.zfs(ctx, nil, "destroy", dataset+"@"+strings.Join(shorts, ","))
+	return err
+}
+
 func validateAny(name string) error {
 	if _, _, _, ok := SplitVersion(name); ok {
 		return ValidateSnapshotOrBookmark(name)

@@ -171,6 +171,39 @@ func TestPlatformDestroy(t *testing.T) {
 	}
 }
 
+// DestroySnapshots destroys several snapshots in one command; one held
+// snapshot fails the command and leaves every snapshot of it in place (the
+// kernel checks all before destroying any), which Prune's fallback relies on.
+func TestPlatformDestroySnapshotsBatch(t *testing.T) {
+	t.Parallel()
+	p := newPool(t)
+	ctx := testCtx(t)
+	a := p.create(t, "a")
+	for _, s := range []string{"s1", "s2", "s3", "s4"} {
+		if err := p.z.Snapshot(ctx, a, s, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.z.Hold(ctx, "admin", a+"@s3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.z.DestroySnapshots(ctx, a, []string{"s1", "s3"}); !errors.Is(err, ErrHeld) && !errors.Is(err, ErrBusy) {
+		t.Fatalf("batch with a held snapshot: %v, want ErrHeld or ErrBusy", err)
+	}
+	if got := p.shorts(t, a); !reflect.DeepEqual(got, []string{"@s1", "@s2", "@s3", "@s4"}) {
+		t.Fatalf("after the failed batch: %v, want all four", got)
+	}
+	if err := p.z.DestroySnapshots(ctx, a, []string{"s1", "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.shorts(t, a); !reflect.DeepEqual(got, []string{"@s3", "@s4"}) {
+		t.Fatalf("after the batch: %v", got)
+	}
+	if err := p.z.DestroySnapshots(ctx, a, []string{"s4", "bad name"}); err == nil {
+		t.Fatal("a bad snapshot name reached zfs")
+	}
+}
+
 func TestPlatformProperties(t *testing.T) {
 	t.Parallel()
 	p := newPool(t)

@@ -91,3 +91,50 @@ func TestPruneSkipsClonedSnapshot(t *testing.T) {
 		t.Fatalf("destroyed %v refused %v", z.destroyed, res.Refused)
 	}
 }
+
+// batchDestroyer is a cloneOrigin that can also destroy in batches; a
+// batch that holds the origin fails whole, as the kernel's does.
+type batchDestroyer struct {
+	cloneOrigin
+	batches [][]string
+}
+
+func (b *batchDestroyer) DestroySnapshots(ctx context.Context, dataset string, shorts []string) error {
+	b.batches = append(b.batches, shorts)
+	for _, s := range shorts {
+		if dataset+"@"+s == b.origin {
+			return &Error{Cmd: "zfs destroy", Stderr: "snapshot has dependent clones", Kind: classify("snapshot has dependent clones")}
+		}
+	}
+	for _, s := range shorts {
+		b.destroyed = append(b.destroyed, dataset+"@"+s)
+	}
+	return nil
+}
+
+// With a batch destroyer, what passes the guard goes in one command; a
+// failed batch falls back to one at a time, refusing only the clone origin.
+func TestPruneBatches(t *testing.T) {
+	ds := "tank/data"
+	ctx := context.Background()
+	rvs := snaps(ds, "s1", "s2", "s3", "s4")
+	all := []string{ds + "@" + short(1), ds + "@" + short(2), ds + "@" + short(3), ds + "@" + short(4)}
+
+	z := &batchDestroyer{}
+	res, err := Prune(ctx, z, ReceiverSide, rvs, all, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(z.batches) != 1 || len(z.batches[0]) != 3 || len(res.Destroyed) != 3 || !contains(res.Refused[all[3]], "newest") {
+		t.Fatalf("batches %v, destroyed %v, refused %v: want s1-s3 in one batch, s4 kept as the newest", z.batches, res.Destroyed, res.Refused)
+	}
+
+	z = &batchDestroyer{cloneOrigin: cloneOrigin{origin: all[1]}}
+	res, err = Prune(ctx, z, ReceiverSide, rvs, all, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(z.batches) != 1 || len(res.Destroyed) != 2 || !contains(res.Refused[all[1]], "clone") {
+		t.Fatalf("batches %v, destroyed %v, refused %v: want the batch tried, then s1 and s3 one by one", z.batches, res.Destroyed, res.Refused)
+	}
+}

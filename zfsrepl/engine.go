@@ -409,6 +409,7 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 	if par <= 0 {
 		par = 4
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex
@@ -460,7 +461,12 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 		}
 		i = j
 	}
-	if !protect {
+	// A cycle cancelled from outside (a handover or a promotion stopped
+	// the replicator, or the daemon stops) leaves the protection where it
+	// was, like a final cycle: its two confirm phases are seconds a
+	// handover waits for, and the next cycle in either direction finds
+	// what arrived by guid and protects it then.
+	if !protect || parent.Err() != nil {
 		return firstErr
 	}
 	// Whatever arrived is protected, even when the cycle stopped on an error.

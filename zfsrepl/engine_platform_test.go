@@ -602,3 +602,64 @@ func (c *sizeCounter) SendSize(ctx context.Context, o SendOptions) (int64, error
 	c.n.Add(1)
 	return c.ZFS.SendSize(ctx, o)
 }
+
+// cancelAfterReceive cancels the cycle's context once its receive has
+// completed: a handover stopping the replicator just after the data arrived.
+type cancelAfterReceive struct {
+	Receiver
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfterReceive) Receive(ctx context.Context, req ReceiveRequest, r io.Reader) error {
+	err := c.Receiver.Receive(ctx, req, r)
+	c.cancel()
+	return err
+}
+
+// A cycle cancelled from outside leaves the protection where it was (no
+// confirm on the handover's clock); the next cycle protects what arrived.
+func TestPlatformEngineCancelledCycleLeavesProtection(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.writeFiles(t, p.src.ds("data"), "a", 1, 32<<10)
+	s1 := p.snapshot(t)
+	p.replicate(t)
+
+	p.src.writeFiles(t, p.src.ds("data"), "b", 1, 32<<10)
+	s2 := p.snapshot(t)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	if _, err := p.eng.Replicate(ctx, p.root, &cancelAfterReceive{Receiver: p.rcv, cancel: cancel}); err == nil {
+		t.Log("the cycle ended before it saw the cancellation")
+	}
+	bg := testCtx(t)
+	rvs, err := p.dst.z.Versions(bg, p.root.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	have := false
+	for _, v := range rvs {
+		if v.Type == Snapshot && v.UserRefs > 0 {
+			held = append(held, v.Short())
+		}
+		have = have || v.Short() == s2
+	}
+	if !have || !reflect.DeepEqual(held, []string{s1}) {
+		t.Fatalf("after the cancelled cycle: %s arrived %v, held %v; want it arrived and the hold still on %s", s2, have, held, s1)
+	}
+	if rep := p.replicate(t); rep.LatestConsistent != s2 || rep.FullSends() != 0 {
+		t.Fatalf("next cycle: latest %q, %d full sends", rep.LatestConsistent, rep.FullSends())
+	}
+	rvs, _ = p.dst.z.Versions(bg, p.root.Target)
+	held = nil
+	for _, v := range rvs {
+		if v.Type == Snapshot && v.UserRefs > 0 {
+			held = append(held, v.Short())
+		}
+	}
+	if !reflect.DeepEqual(held, []string{s2}) {
+		t.Fatalf("after the next cycle: held %v, want %s", held, s2)
+	}
+}

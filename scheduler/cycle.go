@@ -79,6 +79,9 @@ type Cycle struct {
 	// Final is a handover's last cycle, whose protection the next cycle
 	// moves (zfsrepl.ReplicateOptions.Final).
 	Final bool
+	// SkipPrune, if set and true once the replication is done, skips
+	// retention too: a handover has begun and waits for this cycle.
+	SkipPrune func() bool
 	Clock Clock
 	Locks *Locks
 	Log   *slog.Logger
@@ -129,7 +132,7 @@ func (c *Cycle) Run(ctx context.Context) (CycleResult, error) {
 			return rtree, rerr
 		},
 	})
-	if c.NoPrune {
+	if c.NoPrune || (c.SkipPrune != nil && c.SkipPrune()) {
 		return res, repErr
 	}
 	pruneErr := c.prune(ctx, now, &res)

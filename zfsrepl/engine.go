@@ -56,6 +56,10 @@ type Engine struct {
 	// ends sooner needs none, and on a small CPU the estimate's zfs send
 	// -nvP competes with the stream. 0 starts it at once.
 	EstimateAfter time.Duration
+	// SkipConfirm, if set and true when a cycle's transfers end, leaves
+	// the protection where it was, as a final cycle does: a handover has
+	// begun, and its own final cycle follows this one.
+	SkipConfirm func() bool
 	// Parallel is how many datasets of a root replicate at once (default 4).
 	Parallel int
 
@@ -202,6 +206,8 @@ func (e *Engine) ReplicateWith(ctx context.Context, root Root, rcv Receiver, o R
 	return e.replicate(ctx, root, rcv, o)
 }
 
+func (e *Engine) skipConfirm() bool { return e.SkipConfirm != nil && e.SkipConfirm() }
+
 // finalKey marks a final cycle's context: its steps run no size estimate
 // (a zfs send -nvP before or beside the stream is time or CPU the
 // handover waits for), so they are not split either.
@@ -248,7 +254,7 @@ func (e *Engine) replicate(ctx context.Context, root Root, rcv Receiver, o Repli
 		if resumeOnly {
 			continue // plan again from what the resumes completed
 		}
-		if protect {
+		if protect && !e.skipConfirm() {
 			if err := e.repairProtection(ctx, root, stree, rtree, rcv, stepped); err != nil {
 				return rep, err
 			}
@@ -466,7 +472,7 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 	// was, like a final cycle: its two confirm phases are seconds a
 	// handover waits for, and the next cycle in either direction finds
 	// what arrived by guid and protects it then.
-	if !protect || parent.Err() != nil {
+	if !protect || parent.Err() != nil || e.skipConfirm() {
 		return firstErr
 	}
 	// Whatever arrived is protected, even when the cycle stopped on an error.

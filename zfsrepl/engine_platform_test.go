@@ -649,17 +649,35 @@ func TestPlatformEngineCancelledCycleLeavesProtection(t *testing.T) {
 	if !have || !reflect.DeepEqual(held, []string{s1}) {
 		t.Fatalf("after the cancelled cycle: %s arrived %v, held %v; want it arrived and the hold still on %s", s2, have, held, s1)
 	}
-	if rep := p.replicate(t); rep.LatestConsistent != s2 || rep.FullSends() != 0 {
+	heldNow := func() []string {
+		rvs, err := p.dst.z.Versions(bg, p.root.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var held []string
+		for _, v := range rvs {
+			if v.Type == Snapshot && v.UserRefs > 0 {
+				held = append(held, v.Short())
+			}
+		}
+		return held
+	}
+	// A cycle that runs while a handover has begun (SkipConfirm) finishes
+	// its transfer and leaves the protection too.
+	p.src.writeFiles(t, p.src.ds("data"), "c", 1, 32<<10)
+	s3 := p.snapshot(t)
+	p.eng.SkipConfirm = func() bool { return true }
+	if rep := p.replicate(t); rep.LatestConsistent != s3 {
+		t.Fatalf("cycle during a handover: latest %q, want %s", rep.LatestConsistent, s3)
+	}
+	if held := heldNow(); !reflect.DeepEqual(held, []string{s1}) {
+		t.Fatalf("after a cycle during a handover: held %v, want still %s", held, s1)
+	}
+	p.eng.SkipConfirm = nil
+	if rep := p.replicate(t); rep.LatestConsistent != s3 || rep.FullSends() != 0 {
 		t.Fatalf("next cycle: latest %q, %d full sends", rep.LatestConsistent, rep.FullSends())
 	}
-	rvs, _ = p.dst.z.Versions(bg, p.root.Target)
-	held = nil
-	for _, v := range rvs {
-		if v.Type == Snapshot && v.UserRefs > 0 {
-			held = append(held, v.Short())
-		}
-	}
-	if !reflect.DeepEqual(held, []string{s2}) {
-		t.Fatalf("after the next cycle: held %v, want %s", held, s2)
+	if held := heldNow(); !reflect.DeepEqual(held, []string{s3}) {
+		t.Fatalf("after the next cycle: held %v, want %s", held, s3)
 	}
 }

@@ -256,9 +256,12 @@ type replicator struct {
 	inflight   sync.Map     // target dataset -> *failover.Transfer, under tmu
 	throughput sync.Map     // root source -> float64 bytes/s of its last sending cycle
 	lastPrune  sync.Map     // root source -> time.Time its source retention last ran
-	changes    *failover.PoolChanges
-	tmu        sync.Mutex
-	stats      *transport.StreamStats // send stream counters for metrics; nil: none
+	// handingOver: this node is demoting; a cycle in flight finishes its
+	// transfers without confirming them (the final cycle follows).
+	handingOver atomic.Bool
+	changes     *failover.PoolChanges
+	tmu         sync.Mutex
+	stats       *transport.StreamStats // send stream counters for metrics; nil: none
 }
 
 func (r *replicator) engine() *zfsrepl.Engine {
@@ -266,7 +269,7 @@ func (r *replicator) engine() *zfsrepl.Engine {
 	defer r.mu.Unlock()
 	if r.eng == nil {
 		r.eng = &zfsrepl.Engine{ZFS: r.z, Peer: r.cfg.Peer.Name, MaxStreamBytes: int64(r.cfg.Replication.MaxStreamSize), Log: r.log,
-			OnProgress: r.progress, EstimateAfter: time.Second,
+			OnProgress: r.progress, EstimateAfter: time.Second, SkipConfirm: r.handingOver.Load,
 			Plan: zfsrepl.PlanOptions{InitialAll: r.cfg.Replication.InitialSend == config.InitialSendAll, Raw: rawPolicy[r.cfg.Replication.Raw]}}
 	}
 	return r.eng
@@ -299,7 +302,7 @@ func (r *replicator) cycles() ([]*scheduler.Cycle, error) {
 	rcv := r.client()
 	var out []*scheduler.Cycle
 	for _, root := range r.cfg.Replication.Roots {
-		out = append(out, &scheduler.Cycle{ZFS: r.z, Engine: r.engine(), Receiver: rcv,
+		out = append(out, &scheduler.Cycle{ZFS: r.z, Engine: r.engine(), Receiver: rcv, SkipPrune: r.handingOver.Load,
 			Root: zfsrepl.Root{Source: root.Source, Target: root.Target}, Source: src,
 			PruneUnreplicatedAbovePoolPercent: r.cfg.Retention.PruneUnreplicatedAbovePoolPercent,
 			Clock:                             scheduler.RealClock{}, Locks: r.locks, Log: r.log})
@@ -314,6 +317,9 @@ func (r *replicator) runAll(ctx context.Context) error {
 	}
 	var errs []error
 	for i, c := range cs {
+		if r.handingOver.Load() {
+			break // the handover's final cycle covers every root
+		}
 		// Source retention runs every sourcePruneEvery, not every cycle:
 		// its listing and destroys would lengthen each cycle, and a longer
 		// cycle is more data behind at a fault.
@@ -323,7 +329,7 @@ func (r *replicator) runAll(ctx context.Context) error {
 		}
 		before, start := r.sent(c.Root.Source), time.Now()
 		res, err := c.Run(ctx)
-		if !c.NoPrune && ctx.Err() == nil {
+		if !c.NoPrune && ctx.Err() == nil && !r.handingOver.Load() {
 			r.lastPrune.Store(c.Root.Source, start)
 		}
 		if err != nil {
@@ -489,6 +495,7 @@ func (r *replicator) final(ctx context.Context) error {
 // the background.
 func (r *replicator) onChange(s failover.State, _ uint64) {
 	mode := modeFor(s)
+	r.handingOver.Store(s == failover.Demoting)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mode == mode && (r.stopFn != nil || mode == modeIdle) {
@@ -497,8 +504,29 @@ func (r *replicator) onChange(s failover.State, _ uint64) {
 	if r.stopFn != nil {
 		cancel, stop := r.cancel, r.stopFn
 		r.cancel, r.stopFn = nil, nil
-		cancel()
-		go stop()
+		if s == failover.Demoting {
+			// A cycle in flight is left to finish its transfers (it
+			// skips its confirm): cancelled, it would leave a partial
+			// receive that the final cycle must resume first, one more
+			// step on each side. A cycle that does not end within the
+			// drain time (a stalled stream) is cancelled after all.
+			go func() {
+				done := make(chan struct{})
+				go func() { stop(); close(done) }()
+				t := time.NewTimer(r.drainTime())
+				defer t.Stop()
+				select {
+				case <-done:
+				case <-t.C:
+					r.log.Warn("the replication cycle in flight did not end in time for the handover; cancelling it", "waited", r.drainTime())
+				}
+				cancel()
+				<-done
+			}()
+		} else {
+			cancel()
+			go stop()
+		}
 	}
 	r.mode = mode
 	if mode == modeIdle {
@@ -540,6 +568,12 @@ func modeFor(s failover.State) replicatorMode {
 		return modeIdle
 	}
 	return modePrune
+}
+
+// drainTime bounds how long a handover lets a cycle in flight finish: the
+// transport's stall timeout, which fails a stream that stopped anyway.
+func (r *replicator) drainTime() time.Duration {
+	return max(time.Duration(r.cfg.Transport.StallTimeout), 5*time.Second)
 }
 
 // sourcePruneEvery: an active applies source retention at most this often

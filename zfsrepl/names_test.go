@@ -98,3 +98,10 @@ func TestSplitVersion(t *testing.T) {
 		t.Fatal("plain dataset split as version")
 	}
 }
+
+// A comma would split one name into two in a batch destroy.
+func TestValidateSnapshotRefusesComma(t *testing.T) {
+	if err := ValidateSnapshot("tank/a@s4,s3"); err == nil {
+		t.Fatal("a comma in a snapshot name was accepted")
+	}
+}

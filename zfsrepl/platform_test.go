@@ -199,8 +199,12 @@ func TestPlatformDestroySnapshotsBatch(t *testing.T) {
 	if got := p.shorts(t, a); !reflect.DeepEqual(got, []string{"@s3", "@s4"}) {
 		t.Fatalf("after the batch: %v", got)
 	}
-	if err := p.z.DestroySnapshots(ctx, a, []string{"s4", "bad name"}); err == nil {
+	// A comma would smuggle another snapshot into the list.
+	if err := p.z.DestroySnapshots(ctx, a, []string{"s4,s3"}); err == nil {
 		t.Fatal("a bad snapshot name reached zfs")
+	}
+	if got := p.shorts(t, a); !reflect.DeepEqual(got, []string{"@s3", "@s4"}) {
+		t.Fatalf("after the refused batch: %v", got)
 	}
 }
 

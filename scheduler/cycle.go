@@ -82,9 +82,9 @@ type Cycle struct {
 	// SkipPrune, if set and true once the replication is done, skips
 	// retention too: a handover has begun and waits for this cycle.
 	SkipPrune func() bool
-	Clock Clock
-	Locks *Locks
-	Log   *slog.Logger
+	Clock     Clock
+	Locks     *Locks
+	Log       *slog.Logger
 }
 
 // CycleResult says what one cycle did.

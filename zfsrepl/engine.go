@@ -56,10 +56,11 @@ type Engine struct {
 	// ends sooner needs none, and on a small CPU the estimate's zfs send
 	// -nvP competes with the stream. 0 starts it at once.
 	EstimateAfter time.Duration
-	// SkipConfirm, if set and true when a cycle's transfers end, leaves
-	// the protection where it was, as a final cycle does: a handover has
-	// begun, and its own final cycle follows this one.
-	SkipConfirm func() bool
+	// HandingOver, if set and true, says a handover has begun and its own
+	// final cycle follows: a cycle in flight starts no further transfer
+	// (ErrHandingOver), and the transfers it has going finish without a
+	// confirm, leaving the protection where it was as a final cycle does.
+	HandingOver func() bool
 	// Parallel is how many datasets of a root replicate at once (default 4).
 	Parallel int
 
@@ -206,7 +207,11 @@ func (e *Engine) ReplicateWith(ctx context.Context, root Root, rcv Receiver, o R
 	return e.replicate(ctx, root, rcv, o)
 }
 
-func (e *Engine) skipConfirm() bool { return e.SkipConfirm != nil && e.SkipConfirm() }
+func (e *Engine) skipConfirm() bool { return e.HandingOver != nil && e.HandingOver() }
+
+// ErrHandingOver: a cycle stopped before a transfer because a handover
+// began; the handover's final cycle sends it.
+var ErrHandingOver = errors.New("a handover began: its final cycle sends the rest")
 
 // finalKey marks a final cycle's context: its steps run no size estimate
 // (a zfs send -nvP before or beside the stream is time or CPU the
@@ -568,6 +573,9 @@ func (e *Engine) split(ctx context.Context, st Step, versions []Version) ([]Step
 
 // transfer runs zfs send into the receiver through a pipe.
 func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Report, mu *sync.Mutex) error {
+	if ctx.Value(finalKey{}) == nil && e.skipConfirm() {
+		return ErrHandingOver
+	}
 	start := time.Now()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

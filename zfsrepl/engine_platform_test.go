@@ -662,22 +662,40 @@ func TestPlatformEngineCancelledCycleLeavesProtection(t *testing.T) {
 		}
 		return held
 	}
-	// A cycle that runs while a handover has begun (SkipConfirm) finishes
-	// its transfer and leaves the protection too.
+	// A handover that has begun before a transfer: the cycle starts none.
 	p.src.writeFiles(t, p.src.ds("data"), "c", 1, 32<<10)
 	s3 := p.snapshot(t)
-	p.eng.SkipConfirm = func() bool { return true }
-	if rep := p.replicate(t); rep.LatestConsistent != s3 {
-		t.Fatalf("cycle during a handover: latest %q, want %s", rep.LatestConsistent, s3)
+	var handing atomic.Bool
+	handing.Store(true)
+	p.eng.HandingOver = handing.Load
+	if _, err := p.eng.Replicate(bg, p.root, p.rcv); !errors.Is(err, ErrHandingOver) {
+		t.Fatalf("cycle after a handover began: %v, want ErrHandingOver", err)
+	}
+	// One that begins during a transfer: the transfer finishes, and the
+	// protection stays where it was.
+	handing.Store(false)
+	if _, err := p.eng.Replicate(bg, p.root, &handOverDuringReceive{Receiver: p.rcv, handing: &handing}); err != nil {
+		t.Fatalf("cycle during which a handover began: %v", err)
 	}
 	if held := heldNow(); !reflect.DeepEqual(held, []string{s1}) {
 		t.Fatalf("after a cycle during a handover: held %v, want still %s", held, s1)
 	}
-	p.eng.SkipConfirm = nil
+	p.eng.HandingOver = nil
 	if rep := p.replicate(t); rep.LatestConsistent != s3 || rep.FullSends() != 0 {
 		t.Fatalf("next cycle: latest %q, %d full sends", rep.LatestConsistent, rep.FullSends())
 	}
 	if held := heldNow(); !reflect.DeepEqual(held, []string{s3}) {
 		t.Fatalf("after the next cycle: held %v, want %s", held, s3)
 	}
+}
+
+// handOverDuringReceive marks a handover begun while its receive runs.
+type handOverDuringReceive struct {
+	Receiver
+	handing *atomic.Bool
+}
+
+func (h *handOverDuringReceive) Receive(ctx context.Context, req ReceiveRequest, r io.Reader) error {
+	h.handing.Store(true)
+	return h.Receiver.Receive(ctx, req, r)
 }

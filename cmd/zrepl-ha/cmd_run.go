@@ -269,7 +269,7 @@ func (r *replicator) engine() *zfsrepl.Engine {
 	defer r.mu.Unlock()
 	if r.eng == nil {
 		r.eng = &zfsrepl.Engine{ZFS: r.z, Peer: r.cfg.Peer.Name, MaxStreamBytes: int64(r.cfg.Replication.MaxStreamSize), Log: r.log,
-			OnProgress: r.progress, EstimateAfter: time.Second, SkipConfirm: r.handingOver.Load,
+			OnProgress: r.progress, EstimateAfter: time.Second, HandingOver: r.handingOver.Load,
 			Plan: zfsrepl.PlanOptions{InitialAll: r.cfg.Replication.InitialSend == config.InitialSendAll, Raw: rawPolicy[r.cfg.Replication.Raw]}}
 	}
 	return r.eng
@@ -505,24 +505,7 @@ func (r *replicator) onChange(s failover.State, _ uint64) {
 		cancel, stop := r.cancel, r.stopFn
 		r.cancel, r.stopFn = nil, nil
 		if s == failover.Demoting {
-			// A cycle in flight is left to finish its transfers (it
-			// skips its confirm): cancelled, it would leave a partial
-			// receive that the final cycle must resume first, one more
-			// step on each side. A cycle that does not end within the
-			// drain time (a stalled stream) is cancelled after all.
-			go func() {
-				done := make(chan struct{})
-				go func() { stop(); close(done) }()
-				t := time.NewTimer(r.drainTime())
-				defer t.Stop()
-				select {
-				case <-done:
-				case <-t.C:
-					r.log.Warn("the replication cycle in flight did not end in time for the handover; cancelling it", "waited", r.drainTime())
-				}
-				cancel()
-				<-done
-			}()
+			go r.drain(cancel, stop)
 		} else {
 			cancel()
 			go stop()
@@ -570,11 +553,37 @@ func modeFor(s failover.State) replicatorMode {
 	return modePrune
 }
 
-// drainTime bounds how long a handover lets a cycle in flight finish: the
-// transport's stall timeout, which fails a stream that stopped anyway.
-func (r *replicator) drainTime() time.Duration {
-	return max(time.Duration(r.cfg.Transport.StallTimeout), 5*time.Second)
+// drain stops the cadence for a handover. A transfer in flight is left to
+// finish (without its confirm): cut, it would leave a partial receive the
+// final cycle must resume first, one more step on each side. A cycle that
+// is only listing or snapshotting is cancelled at once: the final cycle
+// does that work again anyway, and the engine starts no new transfer once
+// a handover has begun. A transfer that stops moving fails by the
+// transport's stall timeout; drainMax is only a backstop.
+func (r *replicator) drain(cancel context.CancelFunc, stop func()) {
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	defer func() { cancel(); <-done }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(drainMax)
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			if len(r.transfers()) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				r.log.Warn("a transfer in flight did not end for the handover; cancelling it", "waited", drainMax)
+				return
+			}
+		}
+	}
 }
+
+const drainMax = 5 * time.Minute
 
 // sourcePruneEvery: an active applies source retention at most this often
 // (at the end of the first cycle after it has passed), so a snapshot may

@@ -19,10 +19,27 @@ import (
 type PoolChanges struct {
 	gen  atomic.Uint64
 	busy atomic.Int64
+	// quietUntil (unix ns): a plan was read ahead; optional changes (the
+	// passive's own retention) wait until then rather than spoil it.
+	quietUntil atomic.Int64
 
 	mu       sync.Mutex
 	next     int
 	receives map[int]context.CancelCauseFunc
+}
+
+// ErrQuiet is why a destroy through PoolChanges.ZFS was refused: a
+// promotion plan has just been read ahead, and the destroy can wait.
+var ErrQuiet = errors.New("retention holds off: a promotion may follow (its plan was read ahead)")
+
+// quiet asks optional changes to wait for d.
+func (c *PoolChanges) quiet(d time.Duration) {
+	c.quietUntil.Store(time.Now().Add(d).UnixNano())
+}
+
+// Quiet reports whether optional changes should wait.
+func (c *PoolChanges) Quiet() bool {
+	return time.Now().UnixNano() < c.quietUntil.Load()
 }
 
 // ErrPromoting is why CancelReceives stopped a receive.
@@ -104,6 +121,9 @@ type countedZFS struct {
 }
 
 func (z *countedZFS) Destroy(ctx context.Context, name string, flags zfsrepl.DestroyFlags) error {
+	if z.c.Quiet() {
+		return ErrQuiet
+	}
 	defer z.c.Begin()()
 	return z.ZFS.Destroy(ctx, name, flags)
 }
@@ -113,6 +133,9 @@ func (z *countedZFS) DestroySnapshots(ctx context.Context, dataset string, short
 	bd, ok := z.ZFS.(zfsrepl.BatchDestroyer)
 	if !ok {
 		return errors.New("no batch destroy: destroy one at a time")
+	}
+	if z.c.Quiet() {
+		return ErrQuiet
 	}
 	defer z.c.Begin()()
 	return bd.DestroySnapshots(ctx, dataset, shorts)
@@ -170,6 +193,9 @@ func (s *Services) Prepare(ctx context.Context) {
 	// keep the plan from being read now. Stopped here, the receive leaves
 	// a resume token the plan aborts, or the next cycle resumes from if
 	// the peer comes back within the margin.
+	// The passive's retention holds off while the plan is fresh: one of
+	// its destroys would make the plan stale just before the decision.
+	s.Changes.quiet(preparedMaxAge)
 	if n := s.Changes.CancelReceives(); n > 0 {
 		s.log().Info("stopped receives from the silent peer", "receives", n)
 		s.Changes.waitIdle(ctx, 3*time.Second)

@@ -170,3 +170,23 @@ func TestPoolChangesZFSCountsDestroys(t *testing.T) {
 		t.Fatalf("after a destroy: gen %d (was %d), busy %v", g, gen, busy)
 	}
 }
+
+// After a plan is read ahead, destroys through PoolChanges.ZFS wait
+// (ErrQuiet) instead of spoiling it.
+func TestPrepareQuietsRetention(t *testing.T) {
+	ctx := context.Background()
+	s := &Services{ZFS: &treeZFS{}, Roots: []string{"tank/a"}, Changes: &PoolChanges{}}
+	inner := &destroyZFS{}
+	z := s.Changes.ZFS(inner)
+	s.Prepare(ctx)
+	if err := z.Destroy(ctx, "tank/a@s1", zfsrepl.DestroyFlags{}); !errors.Is(err, ErrQuiet) || inner.n != 0 {
+		t.Fatalf("destroy after a prepare: %v, %d destroys; want ErrQuiet and none", err, inner.n)
+	}
+	if plans, _ := s.takePrepared(); plans == nil {
+		t.Fatal("the plan went stale")
+	}
+	s.Changes.quietUntil.Store(0)
+	if err := z.Destroy(ctx, "tank/a@s1", zfsrepl.DestroyFlags{}); err != nil || inner.n != 1 {
+		t.Fatalf("destroy once quiet ended: %v, %d destroys", err, inner.n)
+	}
+}

@@ -613,7 +613,9 @@ func (r *replicator) pruneReplicas(ctx context.Context) {
 		unlock := r.locks.Lock(root.Source)
 		d, refused, err := scheduler.PruneReceiver(ctx, z, root.Source, grid, time.Now())
 		unlock()
-		if err != nil && ctx.Err() == nil {
+		if errors.Is(err, failover.ErrQuiet) {
+			r.log.Debug("target retention", "root", root.Source, "err", err)
+		} else if err != nil && ctx.Err() == nil {
 			r.log.Warn("target retention", "root", root.Source, "err", err)
 		}
 		if d > 0 {

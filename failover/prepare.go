@@ -76,6 +76,15 @@ func (c *PoolChanges) track(cancel context.CancelCauseFunc) (untrack func()) {
 	}
 }
 
+// stopReceives cancels the receives in progress (CancelReceives) and
+// waits a little for them to end, so a plan read next sees their state.
+func (s *Services) stopReceives(ctx context.Context, msg string) {
+	if n := s.Changes.CancelReceives(); n > 0 {
+		s.log().Info(msg, "receives", n)
+		s.Changes.waitIdle(ctx, 3*time.Second)
+	}
+}
+
 // waitIdle waits up to max for no change to be in progress.
 func (c *PoolChanges) waitIdle(ctx context.Context, max time.Duration) bool {
 	deadline := time.Now().Add(max)
@@ -196,10 +205,7 @@ func (s *Services) Prepare(ctx context.Context) {
 	// The passive's retention holds off while the plan is fresh: one of
 	// its destroys would make the plan stale just before the decision.
 	s.Changes.quiet(preparedMaxAge)
-	if n := s.Changes.CancelReceives(); n > 0 {
-		s.log().Info("stopped receives from the silent peer", "receives", n)
-		s.Changes.waitIdle(ctx, 3*time.Second)
-	}
+	s.stopReceives(ctx, "stopped receives from the silent peer")
 	gen, busy := s.Changes.Read()
 	if busy {
 		return

@@ -103,10 +103,7 @@ func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 		// A receive still running would hold the dataset until its stall
 		// timeout; this node serves now, so the sender is gone or handing
 		// over (and its final stream has arrived already).
-		if n := s.Changes.CancelReceives(); n > 0 {
-			s.log().Info("stopped receives to promote", "receives", n)
-			s.Changes.waitIdle(ctx, 3*time.Second)
-		}
+		s.stopReceives(ctx, "stopped receives to promote")
 	}
 	pre, age := s.takePrepared()
 	if s.Changes != nil {

@@ -207,7 +207,7 @@ func (e *Engine) ReplicateWith(ctx context.Context, root Root, rcv Receiver, o R
 	return e.replicate(ctx, root, rcv, o)
 }
 
-func (e *Engine) skipConfirm() bool { return e.HandingOver != nil && e.HandingOver() }
+func (e *Engine) handingOver() bool { return e.HandingOver != nil && e.HandingOver() }
 
 // ErrHandingOver: a cycle stopped before a transfer because a handover
 // began; the handover's final cycle sends it.
@@ -259,7 +259,7 @@ func (e *Engine) replicate(ctx context.Context, root Root, rcv Receiver, o Repli
 		if resumeOnly {
 			continue // plan again from what the resumes completed
 		}
-		if protect && !e.skipConfirm() {
+		if protect && !e.handingOver() {
 			if err := e.repairProtection(ctx, root, stree, rtree, rcv, stepped); err != nil {
 				return rep, err
 			}
@@ -477,7 +477,7 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 	// was, like a final cycle: its two confirm phases are seconds a
 	// handover waits for, and the next cycle in either direction finds
 	// what arrived by guid and protects it then.
-	if !protect || parent.Err() != nil || e.skipConfirm() {
+	if !protect || parent.Err() != nil || e.handingOver() {
 		return firstErr
 	}
 	// Whatever arrived is protected, even when the cycle stopped on an error.
@@ -573,7 +573,7 @@ func (e *Engine) split(ctx context.Context, st Step, versions []Version) ([]Step
 
 // transfer runs zfs send into the receiver through a pipe.
 func (e *Engine) transfer(ctx context.Context, st Step, rcv Receiver, rep *Report, mu *sync.Mutex) error {
-	if ctx.Value(finalKey{}) == nil && e.skipConfirm() {
+	if ctx.Value(finalKey{}) == nil && e.handingOver() {
 		return ErrHandingOver
 	}
 	start := time.Now()

@@ -68,10 +68,14 @@ func Dial(ctx context.Context, addr, local, wantPeer string, p Purpose, sec Secu
 	if err := sec.check(log); err != nil {
 		return nil, err
 	}
-	var d net.Dialer
+	d := net.Dialer{KeepAliveConfig: keepAlive}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	if err := detectDeadPeer(raw); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("transport: dial %s: setting the user timeout: %w", addr, err)
 	}
 	c := raw
 	if sec.TLS != nil {
@@ -109,7 +113,8 @@ func Listen(addr, local, peer string, sec Security, log *slog.Logger) (*Listener
 	if err := sec.check(log); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{KeepAliveConfig: keepAlive}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen %s: %w", addr, err)
 	}
@@ -138,7 +143,11 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := l.handshake(ctx, raw)
+		err = detectDeadPeer(raw)
+		var c *Conn
+		if err == nil {
+			c, err = l.handshake(ctx, raw)
+		}
 		if err != nil {
 			l.log.Warn("transport: refused connection", "from", raw.RemoteAddr().String(), "reason", err)
 			raw.Close()

@@ -24,5 +24,9 @@
 //
 // Deadlines are the caller's: the frame Decoder and Encoder only read and
 // write, and a peer that stalls mid-frame is detected by the deadline the
-// caller sets on the net.Conn. See docs/transport.md for the wire format.
+// caller sets on the net.Conn. Underneath, every TCP connection has
+// keepalive and a user timeout (keepalive.go): a pulled cable or a frozen
+// peer fails a connection within seconds even while it waits for a slow
+// answer, which no deadline can tell apart from a busy peer. See
+// docs/transport.md for the wire format.
 package transport

@@ -30,14 +30,45 @@ import (
 	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
-const helperEnv = "ZREPLHA_ZFSRPC_HELPER" // listen-address,target-root,cert-dir
+const (
+	helperEnv = "ZREPLHA_ZFSRPC_HELPER" // listen-address,target-root,cert-dir
+	silentEnv = "ZREPLHA_ZFSRPC_SILENT" // listen-address
+)
 
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperEnv); spec != "" {
 		f := strings.Split(spec, ",")
 		os.Exit(serveHelper(f[0], f[1], f[2]))
 	}
+	if addr := os.Getenv(silentEnv); addr != "" {
+		os.Exit(silentHelper(addr))
+	}
 	os.Exit(m.Run())
+}
+
+// silentHelper accepts connections and reads their requests but never
+// answers: a peer busy with a long listing. Its kernel still acknowledges
+// everything, so only a dead path may fail the caller early.
+func silentHelper(addr string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ln, err := transport.Listen(addr, "beta", "alpha", transport.Security{Plaintext: true}, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for {
+		c, err := ln.Accept(context.Background())
+		if err != nil {
+			return 1
+		}
+		go func() {
+			for {
+				if _, err := c.Recv(); err != nil {
+					return
+				}
+			}
+		}()
+	}
 }
 
 func serveHelper(addr, root, certDir string) int {
@@ -67,7 +98,7 @@ func sh(t *testing.T, args ...string) string {
 }
 
 type link struct {
-	ns, hostIf string
+	ns, hostIf, peerIf string
 	addr       string // receiver's transport address
 }
 
@@ -76,8 +107,8 @@ type link struct {
 func newLink(t *testing.T, n int) *link {
 	b := make([]byte, 3)
 	rand.Read(b)
-	l := &link{ns: "zr" + hex.EncodeToString(b), hostIf: "vh" + hex.EncodeToString(b)}
 	peerIf := "vp" + hex.EncodeToString(b)
+	l := &link{ns: "zr" + hex.EncodeToString(b), hostIf: "vh" + hex.EncodeToString(b), peerIf: peerIf}
 	hostIP, nsIP := fmt.Sprintf("198.18.%d.1", n), fmt.Sprintf("198.18.%d.2", n)
 	sh(t, "ip", "netns", "add", l.ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.ns).Run() })
@@ -91,6 +122,12 @@ func newLink(t *testing.T, n int) *link {
 	sh(t, "ip", "netns", "exec", l.ns, "ip", "link", "set", "lo", "up")
 	l.addr = nsIP + ":7701"
 	return l
+}
+
+// pullFar takes the namespace's end down: this side keeps its address and
+// route and only loses the carrier, as with a cable pulled at the peer.
+func (l *link) pullFar(t *testing.T) {
+	sh(t, "ip", "netns", "exec", l.ns, "ip", "link", "set", l.peerIf, "down")
 }
 
 func (l *link) pull(t *testing.T, up bool) {
@@ -235,4 +272,60 @@ func TestPlatformReplicationAcrossNamespacesWithCablePull(t *testing.T) {
 		t.Fatal("files differ after replication over the link")
 	}
 	_ = io.Discard
+}
+
+// TestPlatformCallFailsSoonAfterTheCableGoes: a call waiting for a peer
+// that is alive but slow keeps waiting; once the cable is pulled at the
+// peer's end it fails within seconds (keepalive and user timeout), not
+// after the call's two-minute timeout. Before, a cycle whose tree listing
+// was in flight when the heartbeat cable went hung for those two minutes
+// before it tried the public path.
+func TestPlatformCallFailsSoonAfterTheCableGoes(t *testing.T) {
+	l := newLink(t, 11)
+	helper := exec.Command("ip", "netns", "exec", l.ns, os.Args[0])
+	helper.Env = append(os.Environ(), silentEnv+"="+l.addr)
+	helper.Stdout, helper.Stderr = os.Stderr, os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { helper.Process.Kill(); helper.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", l.addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 50 {
+			t.Fatalf("the silent peer never listened: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	client := &Client{Addr: l.addr, Local: "alpha", Peer: "beta", Sec: transport.Security{Plaintext: true}}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { _, err := client.Tree(ctx, "tank/data"); done <- err }()
+	// Idle but alive for longer than the keepalive needs to fail a dead
+	// path: the call must still be waiting.
+	select {
+	case err := <-done:
+		t.Fatalf("the call to a slow but live peer ended after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(15 * time.Second):
+	}
+	l.pullFar(t)
+	pulled := time.Now()
+	select {
+	case err := <-done:
+		took := time.Since(pulled)
+		t.Logf("measured: the call failed %s after the cable was pulled: %v", took.Round(time.Millisecond), err)
+		if err == nil {
+			t.Fatal("the call succeeded with no answer")
+		}
+		if took > 25*time.Second {
+			t.Errorf("the call failed %s after the pull; the dead path should be found in about %s", took, 10*time.Second)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("the call still waits 40 s after the cable was pulled")
+	}
 }

@@ -262,6 +262,8 @@ type replicator struct {
 	changes     *failover.PoolChanges
 	tmu         sync.Mutex
 	stats       *transport.StreamStats // send stream counters for metrics; nil: none
+	clientOnce  sync.Once
+	rpc         *zfsrpc.Client
 }
 
 func (r *replicator) engine() *zfsrepl.Engine {
@@ -283,8 +285,14 @@ var compressionMode = map[config.Compression]transport.Mode{
 	config.CompressionNone: transport.ModeNone, config.CompressionAuto: transport.ModeAuto}
 
 // client reaches the peer's zfsrpc server: the heartbeat link, then the
-// public path when data_over_public allows it.
+// public path when data_over_public allows it. One client for the daemon's
+// life: it remembers a link that did not answer (zfsrpc.Client.dial).
 func (r *replicator) client() *zfsrpc.Client {
+	r.clientOnce.Do(func() { r.rpc = r.newClient() })
+	return r.rpc
+}
+
+func (r *replicator) newClient() *zfsrpc.Client {
 	c := &zfsrpc.Client{Addr: r.cfg.Peer.LinkAddress, Local: r.cfg.Node.Name, Peer: r.cfg.Peer.Name, Sec: r.sec, Log: r.log,
 		Stream: transport.StreamOptions{Mode: compressionMode[r.cfg.Transport.Compression], Stall: time.Duration(r.cfg.Transport.StallTimeout), Level: r.cfg.Transport.ZstdLevel,
 			BytesPerSec: int64(r.cfg.Transport.BandwidthLimit), Stats: r.stats}}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zrepl-ha/zrepl-ha/transport"
@@ -57,13 +58,34 @@ type Client struct {
 	Sec      transport.Security
 	Stream   transport.StreamOptions
 	Log      *slog.Logger
+
+	mu sync.Mutex
+	// linkDownUntil: until then calls dial Fallback first (the link did
+	// not answer); zero while the link works.
+	linkDownUntil time.Time
 }
 
 var _ zfsrepl.Receiver = (*Client)(nil)
 
+// linkRetry is how long calls go straight to the fallback once the
+// heartbeat link failed to answer: a link with no carrier but its route
+// still up costs the whole dial bound (3 s) per call, and a cycle makes
+// several calls.
+const linkRetry = 10 * time.Second
+
 func (c *Client) dial(ctx context.Context) (*transport.Conn, error) {
 	if c.Fallback == "" {
 		return transport.Dial(ctx, c.Addr, c.Local, c.Peer, transport.PurposeData, c.Sec, c.Log)
+	}
+	c.mu.Lock()
+	skipLink := time.Now().Before(c.linkDownUntil)
+	c.mu.Unlock()
+	if skipLink {
+		conn, err := transport.Dial(ctx, c.Fallback, c.Local, c.Peer, transport.PurposeData, c.Sec, c.Log)
+		if err == nil || ctx.Err() != nil {
+			return conn, err
+		}
+		// The public path failed too: the link may be back.
 	}
 	// Bound the first try so a dead link costs seconds, not the dial's
 	// whole budget.
@@ -71,13 +93,26 @@ func (c *Client) dial(ctx context.Context) (*transport.Conn, error) {
 	conn, err := transport.Dial(dctx, c.Addr, c.Local, c.Peer, transport.PurposeData, c.Sec, c.Log)
 	cancel()
 	if err == nil || ctx.Err() != nil {
+		c.mu.Lock()
+		back := err == nil && !c.linkDownUntil.IsZero()
+		if err == nil {
+			c.linkDownUntil = time.Time{}
+		}
+		c.mu.Unlock()
+		if back && c.Log != nil {
+			c.Log.Info("replication uses the heartbeat link again", "link", c.Addr)
+		}
 		return conn, err
 	}
 	conn, ferr := transport.Dial(ctx, c.Fallback, c.Local, c.Peer, transport.PurposeData, c.Sec, c.Log)
 	if ferr != nil {
 		return nil, fmt.Errorf("%w; fallback %s: %w", err, c.Fallback, ferr)
 	}
-	if c.Log != nil {
+	c.mu.Lock()
+	first := c.linkDownUntil.IsZero()
+	c.linkDownUntil = time.Now().Add(linkRetry)
+	c.mu.Unlock()
+	if first && c.Log != nil {
 		c.Log.Warn("replication uses the public path: the heartbeat link does not answer", "link", c.Addr, "public", c.Fallback, "err", err)
 	}
 	return conn, nil

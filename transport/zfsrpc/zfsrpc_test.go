@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,5 +133,49 @@ func TestFallbackAddress(t *testing.T) {
 	_, err := c.Tree(ctx, "backup/data")
 	if err == nil || !strings.Contains(err.Error(), "fallback 127.0.0.1:2") {
 		t.Fatalf("both dead: %v", err)
+	}
+}
+
+// Once the link failed to answer, calls go to the fallback first for
+// linkRetry (a link without carrier costs the whole dial bound per call);
+// when the fallback fails too the link is tried again at once.
+func TestFallbackSticksForAWhile(t *testing.T) {
+	f := &fakeReceiver{tree: []zfsrepl.TreeDataset{{Name: "backup/data"}}}
+	c := setup(t, f)
+	// A "link" that accepts and hangs up: each try is one accept.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	var tries atomic.Int32
+	go func() {
+		for {
+			conn, err := dead.Accept()
+			if err != nil {
+				return
+			}
+			tries.Add(1)
+			conn.Close()
+		}
+	}()
+	c.Addr, c.Fallback = dead.Addr().String(), c.Addr
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		if _, err := c.Tree(ctx, "backup/data"); err != nil {
+			t.Fatalf("call %d through the fallback: %v", i, err)
+		}
+	}
+	if n := tries.Load(); n != 1 {
+		t.Fatalf("the dead link was tried %d times in three calls; want once", n)
+	}
+	// The public path fails as well: the link is tried again.
+	c.Fallback = "127.0.0.1:1"
+	if _, err := c.Tree(ctx, "backup/data"); err == nil {
+		t.Fatal("a call with both paths dead succeeded")
+	}
+	if n := tries.Load(); n != 2 {
+		t.Fatalf("with the fallback dead the link was tried %d times in all; want 2", n)
 	}
 }

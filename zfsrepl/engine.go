@@ -485,10 +485,30 @@ func (e *Engine) runSteps(ctx context.Context, steps []Step, stree, rtree []Tree
 	for _, st := range done {
 		list = append(list, st)
 	}
-	if err := e.confirmBatch(context.WithoutCancel(ctx), list, stree, rtree, rcv); err != nil && firstErr == nil {
+	cctx, stop := e.confirmContext(parent)
+	defer stop()
+	if err := e.confirmBatch(cctx, list, stree, rtree, rcv); err != nil && firstErr == nil {
 		firstErr = err
 	}
 	return firstErr
+}
+
+// confirmContext is the context of a cycle's confirm. A confirm that has
+// begun finishes when its cycle is cancelled (the daemon stops, the node
+// is fenced): protection half moved is safe but untidy. When the cycle is
+// cancelled for a handover it stops at once: its two phases are seconds
+// the handover waits for, and stopping is safe at any point, since each
+// zfs hold, release, bookmark or destroy is one atomic ioctl, the new
+// protection is made before the old goes, and the final cycle needs only
+// the old (its base).
+func (e *Engine) confirmContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		if e.handingOver() {
+			cancel()
+		}
+	})
+	return ctx, func() { stop(); cancel() }
 }
 
 func parentFailed(failed map[string]bool, ds string) bool {

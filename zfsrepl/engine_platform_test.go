@@ -699,3 +699,105 @@ func (h *handOverDuringReceive) Receive(ctx context.Context, req ReceiveRequest,
 	h.handing.Store(true)
 	return h.Receiver.Receive(ctx, req, r)
 }
+
+// slowConfirm holds the receiver's confirm for delay (or until its context
+// ends): a confirm under way when a handover begins.
+type slowConfirm struct {
+	Receiver
+	delay   time.Duration
+	started chan struct{}
+	once    sync.Once
+}
+
+func (s *slowConfirm) Confirm(ctx context.Context, snapshots, release []string) error {
+	s.once.Do(func() { close(s.started) })
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(s.delay):
+	}
+	return s.Receiver.Confirm(ctx, snapshots, release)
+}
+
+// A confirm under way stops when its cycle is cancelled for a handover
+// (the handover would wait for it), and finishes when the cycle is
+// cancelled for anything else; either way the next cycle goes on
+// incrementally and moves the protection.
+func TestPlatformEngineHandoverStopsConfirm(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.src.create(t, "data")
+	p.src.writeFiles(t, p.src.ds("data"), "a", 1, 32<<10)
+	s1 := p.snapshot(t)
+	p.replicate(t)
+	bg := testCtx(t)
+	held := func() []string {
+		rvs, err := p.dst.z.Versions(bg, p.root.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, v := range rvs {
+			if v.Type == Snapshot && v.UserRefs > 0 {
+				out = append(out, v.Short())
+			}
+		}
+		return out
+	}
+	var handing atomic.Bool
+	p.eng.HandingOver = handing.Load
+	// run starts a cycle whose confirm takes delay, cancels it once the
+	// confirm has begun (marking a handover first if asked), and returns
+	// how long the cycle went on after the cancel.
+	run := func(delay time.Duration, handover bool) time.Duration {
+		ctx, cancel := context.WithCancel(bg)
+		defer cancel()
+		rcv := &slowConfirm{Receiver: p.rcv, delay: delay, started: make(chan struct{})}
+		done := make(chan error, 1)
+		go func() { _, err := p.eng.Replicate(ctx, p.root, rcv); done <- err }()
+		select {
+		case <-rcv.started:
+		case err := <-done:
+			t.Fatalf("the cycle ended before its confirm: %v", err)
+		case <-time.After(time.Minute):
+			t.Fatal("the confirm never began")
+		}
+		handing.Store(handover)
+		cancel()
+		at := time.Now()
+		select {
+		case <-done:
+		case <-time.After(delay + 30*time.Second):
+			t.Fatalf("the cycle still runs %s after it was cancelled", delay+30*time.Second)
+		}
+		handing.Store(false)
+		return time.Since(at)
+	}
+
+	p.src.writeFiles(t, p.src.ds("data"), "b", 1, 32<<10)
+	p.snapshot(t)
+	if took := run(time.Minute, true); took > 10*time.Second {
+		t.Fatalf("a handover waited %s for the confirm under way", took)
+	} else {
+		t.Logf("measured: the cycle ended %s after a handover cancelled it mid-confirm", took.Round(time.Millisecond))
+	}
+	if h := held(); !reflect.DeepEqual(h, []string{s1}) {
+		t.Fatalf("after a confirm stopped by a handover: held %v, want still %s", h, s1)
+	}
+	p.src.writeFiles(t, p.src.ds("data"), "c", 1, 32<<10)
+	s3 := p.snapshot(t)
+	if took := run(3*time.Second, false); took < 2*time.Second {
+		t.Fatalf("a cycle cancelled without a handover stopped its confirm after %s", took)
+	}
+	if h := held(); !reflect.DeepEqual(h, []string{s3}) {
+		t.Fatalf("after a confirm that finished past its cancel: held %v, want %s", h, s3)
+	}
+	p.src.writeFiles(t, p.src.ds("data"), "d", 1, 32<<10)
+	s4 := p.snapshot(t)
+	if rep := p.replicate(t); rep.LatestConsistent != s4 || rep.FullSends() != 0 {
+		t.Fatalf("next cycle: latest %q, %d full sends", rep.LatestConsistent, rep.FullSends())
+	}
+	if h := held(); !reflect.DeepEqual(h, []string{s4}) {
+		t.Fatalf("after the next cycle: held %v, want %s", h, s4)
+	}
+}

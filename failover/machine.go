@@ -884,6 +884,10 @@ type View struct {
 	Alerts     []string
 }
 
+// PeerState is the role the peer's last heartbeat gave, and whether one
+// has been heard.
+func (m *Machine) PeerState() (State, bool) { return m.peer.Role, m.peerKnown }
+
 // View returns the machine's view at now.
 func (m *Machine) View(now time.Time) View {
 	v := View{State: m.state, Epoch: m.epoch, Since: m.since, Last: m.last, Peer: m.peer, PeerKnown: m.peerKnown,

@@ -674,3 +674,14 @@ func TestRejoinRetried(t *testing.T) {
 		t.Fatal("retried after success")
 	}
 }
+
+func TestPeerState(t *testing.T) {
+	h := newHarness(t, Options{}, Persisted{State: Passive, Epoch: 1})
+	if _, ok := h.m.PeerState(); ok {
+		t.Fatal("a peer known before any heartbeat")
+	}
+	h.mustStep(time.Second, Beat{Path: PathLink, PeerBeat: PeerBeat{Role: Demoting, Epoch: 1, PublicOK: true}})
+	if st, ok := h.m.PeerState(); !ok || st != Demoting {
+		t.Fatalf("after a demoting heartbeat: %v %v", st, ok)
+	}
+}

@@ -747,6 +747,17 @@ func (n *Node) State() (State, uint64) {
 	return n.machine.State()
 }
 
+// PeerState is the role the peer's last heartbeat gave, and whether one
+// has been heard.
+func (n *Node) PeerState() (State, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.machine == nil {
+		return Passive, false
+	}
+	return n.machine.PeerState()
+}
+
 // Status returns the node's status now.
 func (n *Node) Status() Status {
 	s := n.status()

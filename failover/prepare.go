@@ -22,6 +22,10 @@ type PoolChanges struct {
 	// quietUntil (unix ns): a plan was read ahead; optional changes (the
 	// passive's own retention) wait until then rather than spoil it.
 	quietUntil atomic.Int64
+	// QuietWhen, if set, holds optional changes off while it says so: the
+	// daemon sets it to "the peer is handing over to us", whose final
+	// receive and our promotion follow within seconds.
+	QuietWhen func() bool
 
 	mu       sync.Mutex
 	next     int
@@ -29,8 +33,9 @@ type PoolChanges struct {
 }
 
 // ErrQuiet is why a destroy through PoolChanges.ZFS was refused: a
-// promotion plan has just been read ahead, and the destroy can wait.
-var ErrQuiet = errors.New("retention holds off: a promotion may follow (its plan was read ahead)")
+// promotion plan has just been read ahead, or the peer is handing over,
+// and the destroy can wait.
+var ErrQuiet = errors.New("retention holds off: a promotion may follow")
 
 // quiet asks optional changes to wait for d.
 func (c *PoolChanges) quiet(d time.Duration) {
@@ -39,7 +44,7 @@ func (c *PoolChanges) quiet(d time.Duration) {
 
 // Quiet reports whether optional changes should wait.
 func (c *PoolChanges) Quiet() bool {
-	return time.Now().UnixNano() < c.quietUntil.Load()
+	return time.Now().UnixNano() < c.quietUntil.Load() || (c.QuietWhen != nil && c.QuietWhen())
 }
 
 // ErrPromoting is why CancelReceives stopped a receive.

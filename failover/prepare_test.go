@@ -190,3 +190,22 @@ func TestPrepareQuietsRetention(t *testing.T) {
 		t.Fatalf("destroy once quiet ended: %v, %d destroys", err, inner.n)
 	}
 }
+
+// While the peer hands over (QuietWhen), the passive's retention holds off
+// as it does after a prepare.
+func TestPoolChangesQuietWhilePeerHandsOver(t *testing.T) {
+	ctx := context.Background()
+	c := &PoolChanges{}
+	var handing bool
+	c.QuietWhen = func() bool { return handing }
+	inner := &destroyZFS{}
+	z := c.ZFS(inner)
+	handing = true
+	if err := z.Destroy(ctx, "tank/a@s1", zfsrepl.DestroyFlags{}); !errors.Is(err, ErrQuiet) || inner.n != 0 {
+		t.Fatalf("destroy while the peer hands over: %v, %d destroys; want ErrQuiet and none", err, inner.n)
+	}
+	handing = false
+	if err := z.Destroy(ctx, "tank/a@s1", zfsrepl.DestroyFlags{}); err != nil || inner.n != 1 {
+		t.Fatalf("destroy once the handover is over: %v, %d destroys", err, inner.n)
+	}
+}

@@ -167,6 +167,10 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	}
 	node.Watchdog = watchdogs(node.Watchdog, sd.pinger())
 	serveMetrics := observe(cfg, node, svc, rep, roots, log)
+	// The peer handing over to us: its final receive and our promotion
+	// follow within seconds, and a retention destroy beside them is a txg
+	// both wait for.
+	changes.QuietWhen = func() bool { st, ok := node.PeerState(); return ok && st == failover.Demoting }
 	if err := node.Init(time.Now()); err != nil {
 		return err
 	}

@@ -637,7 +637,7 @@ func TestExportSIGHUPsSMBD(t *testing.T) {
 				if !tc.hupped || !strings.Contains(fmt.Sprint(err), "hangup") {
 					t.Errorf("the process named by the pid file (%s) ended: %v", tc.comm, err)
 				}
-			case <-time.After(map[bool]time.Duration{true: 5 * time.Second, false: 500 * time.Millisecond}[tc.hupped]):
+			case <-time.After(map[bool]time.Duration{true: 30 * time.Second, false: 500 * time.Millisecond}[tc.hupped]):
 				if tc.hupped {
 					t.Error("smbd's pid got no SIGHUP")
 				}
@@ -689,12 +689,23 @@ func sameSet(a, b []string) bool {
 func TestUnexportSIGHUPsSMBD(t *testing.T) {
 	r := newRig(t)
 	hups := filepath.Join(r.dir, "hups")
-	victim := exec.Command("sh", "-c", `trap 'echo hup >> "$0"' HUP; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`, hups)
+	ready := filepath.Join(r.dir, "trap-set")
+	victim := exec.Command("sh", "-c", `trap 'echo hup >> "$0"' HUP; : > "$1"; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`, hups, ready)
 	if err := victim.Start(); err != nil {
 		t.Skip("no sh:", err)
 	}
 	t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
-	time.Sleep(100 * time.Millisecond) // the trap is set
+	// A SIGHUP before the trap is set ends the shell: wait for it (a fixed
+	// sleep was too short under the full -race run's load).
+	for i := 0; ; i++ {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the shell never set its trap")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	r.pidFile(victim.Process.Pid, "smbd")
 	if err := r.m.Export(ctx(t)); err != nil {
 		t.Fatal(err)

@@ -684,6 +684,7 @@ type Transfer struct {
 	Bytes   int64     `json:"bytes"` // moved so far
 	Total   int64     `json:"total"` // the -nvP estimate, 0 if unknown
 	Started time.Time `json:"started"`
+	Moved   time.Time `json:"moved"`         // when Bytes last grew (Started until it does)
 	Rate    float64   `json:"bytes_per_sec"` // since it started
 }
 

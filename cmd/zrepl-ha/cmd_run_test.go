@@ -1,10 +1,12 @@
 package main
 
 import (
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/zrepl-ha/zrepl-ha/failover"
+	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
 type countPinger struct{ n int }
@@ -39,5 +41,59 @@ func TestReplicatorModes(t *testing.T) {
 	r.onChange(failover.Promoting, 1) // needs no config: nothing is scheduled
 	if r.stopFn != nil || r.mode != modeIdle {
 		t.Fatalf("promoting: stopFn set %v, mode %d", r.stopFn != nil, r.mode)
+	}
+}
+
+// The handover's drain waits for a transfer only while it moves: one
+// whose bytes stopped growing is cut after drainStill, one still moving
+// is left to finish.
+func TestDrainWaitsOnlyForAMovingTransfer(t *testing.T) {
+	step := zfsrepl.Step{Target: "tank/data", Kind: zfsrepl.StepIncremental}
+	drained := func(r *replicator) (time.Duration, bool) {
+		cancelled := make(chan struct{})
+		var once sync.Once
+		cancel := func() { once.Do(func() { close(cancelled) }) }
+		stop := func() { <-cancelled } // a cycle that ends when cancelled
+		start := time.Now()
+		done := make(chan struct{})
+		go func() { r.drain(cancel, stop); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("drain still waits after 20 s")
+		}
+		select {
+		case <-cancelled:
+			return time.Since(start), true
+		default:
+			return time.Since(start), false
+		}
+	}
+
+	// Stuck at 1,396 bytes: cut within drainStill and a tick.
+	r := &replicator{}
+	r.progress(zfsrepl.Progress{Step: step, Bytes: 1396})
+	if took, cut := drained(r); !cut || took > drainStill+time.Second {
+		t.Fatalf("a transfer that does not move: cut %v after %s", cut, took)
+	}
+
+	// Moving for 1.5 s, then done: the drain waits for it and cancels
+	// nothing that still runs.
+	r = &replicator{}
+	r.progress(zfsrepl.Progress{Step: step, Bytes: 64 << 10})
+	go func() {
+		for i := 2; i <= 15; i++ {
+			time.Sleep(100 * time.Millisecond)
+			r.progress(zfsrepl.Progress{Step: step, Bytes: int64(i) * 64 << 10})
+		}
+		r.progress(zfsrepl.Progress{Step: step, Bytes: 16 * 64 << 10, Done: true})
+	}()
+	if took, _ := drained(r); took < 1400*time.Millisecond {
+		t.Fatalf("the drain cut a moving transfer after %s", took)
+	}
+
+	if !moving([]failover.Transfer{{Moved: time.Now().Add(-time.Second)}}, time.Now()) ||
+		moving([]failover.Transfer{{Moved: time.Now().Add(-drainStill)}}, time.Now()) || moving(nil, time.Now()) {
+		t.Fatal("moving: wrong verdict")
 	}
 }

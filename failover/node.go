@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zrepl-ha/zrepl-ha/transport"
+	"github.com/zrepl-ha/zrepl-ha/transport/zfsrpc"
 )
 
 // Executor carries out the machine's long actions. Every method must be
@@ -639,13 +640,13 @@ func (n *Node) refuseReplication(method string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.machine == nil {
-		return fmt.Errorf("this node is starting; try again")
+		return zfsrpc.NotReady(fmt.Errorf("this node is starting; try again"))
 	}
 	st, _ := n.machine.State()
 	busy := n.machine.actionBusy
 	switch {
 	case (busy == ActRejoin || !n.machine.rejoinRetryAt.IsZero()) && method != "" && !strings.HasPrefix(method, "drill"):
-		return fmt.Errorf("this node is rejoining (its roots are being rescued and cloned back); replication resumes after it")
+		return zfsrpc.NotReady(fmt.Errorf("this node is rejoining (its roots are being rescued and cloned back); replication resumes after it"))
 	case st.Serving() && (method == "receive" || method == "confirm"):
 		return fmt.Errorf("this node is %s and receives no replication", st)
 	}

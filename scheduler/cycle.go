@@ -79,6 +79,12 @@ type Cycle struct {
 	// Final is a handover's last cycle, whose protection the next cycle
 	// moves (zfsrepl.ReplicateOptions.Final).
 	Final bool
+	// ReceiverFirst waits for the receiver's listing before the snapshot
+	// and stops there if the peer is not ready (zfsrepl.ErrPeerNotReady):
+	// for cycles after one the peer refused while it rejoins, so a new
+	// active does not list and snapshot its pool every cadence for nothing
+	// while its clients reconnect.
+	ReceiverFirst bool
 	// SkipPrune, if set and true once the replication is done, skips
 	// retention too: a handover has begun and waits for this cycle.
 	SkipPrune func() bool
@@ -119,6 +125,12 @@ func (c *Cycle) Run(ctx context.Context) (CycleResult, error) {
 		defer close(listed)
 		rtree, rerr = c.Receiver.Tree(ctx, c.Root.Target)
 	}()
+	if c.ReceiverFirst {
+		<-listed
+		if errors.Is(rerr, zfsrepl.ErrPeerNotReady) {
+			return res, rerr
+		}
+	}
 	var err error
 	if res.Snapshot, res.Skipped, err = c.snapshot(ctx, now); err != nil {
 		<-listed

@@ -262,3 +262,31 @@ func TestForceSnapshotIgnoresWritten(t *testing.T) {
 		t.Fatalf("forced: %q skipped=%v err=%v snaps=%v", name, skipped, err, f.snaps)
 	}
 }
+
+// notReadyReceiver is a peer that refuses while it rejoins.
+type notReadyReceiver struct{ zfsrepl.Receiver }
+
+func (notReadyReceiver) Tree(context.Context, string) ([]zfsrepl.TreeDataset, error) {
+	return nil, fmt.Errorf("listing: %w: on the peer: this node is rejoining", zfsrepl.ErrPeerNotReady)
+}
+
+// After a cycle the peer refused for now, the next one asks the peer
+// first and takes no snapshot (no listing either) while it is not ready.
+func TestReceiverFirstSkipsTheSnapshotWhileThePeerIsNotReady(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	owned := zfsrepl.Version{Name: "tank/data@" + zfsrepl.SnapshotName(now.Add(-time.Minute), 1), Type: zfsrepl.Snapshot}
+	f := &snapFake{treeFake: treeFake{tree: []zfsrepl.TreeDataset{{Name: "tank/data", Written: 4096, Versions: []zfsrepl.Version{owned}}}}}
+	c := &Cycle{ZFS: f, Engine: &zfsrepl.Engine{ZFS: f}, Receiver: notReadyReceiver{}, Clock: stillClock{now},
+		Root: zfsrepl.Root{Source: "tank/data", Target: "backup/data"}, NoPrune: true}
+	if _, err := c.Run(context.Background()); !errors.Is(err, zfsrepl.ErrPeerNotReady) || len(f.snaps) != 1 {
+		t.Fatalf("a regular cycle: err %v, snapshots %v; want the refusal after one snapshot", err, f.snaps)
+	}
+	c.ReceiverFirst = true
+	if _, err := c.Run(context.Background()); !errors.Is(err, zfsrepl.ErrPeerNotReady) || len(f.snaps) != 1 {
+		t.Fatalf("receiver first: err %v, snapshots %v; want the refusal and no new snapshot", err, f.snaps)
+	}
+}
+
+type stillClock struct{ t time.Time }
+
+func (c stillClock) Now() time.Time { return c.t }

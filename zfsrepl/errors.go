@@ -19,6 +19,9 @@ var (
 	// ErrHasClones: a snapshot a clone depends on (a rejoin's rescue, a
 	// drill's clone) cannot be destroyed.
 	ErrHasClones = errors.New("snapshot has dependent clones")
+	// ErrPeerNotReady: the receiving node refused replication for now (it
+	// is rejoining or starting); a cycle can wait for it cheaply.
+	ErrPeerNotReady = errors.New("the peer is not ready for replication yet")
 )
 
 // Error is a failed zfs or zpool command.

@@ -266,8 +266,11 @@ type replicator struct {
 	changes     *failover.PoolChanges
 	tmu         sync.Mutex
 	stats       *transport.StreamStats // send stream counters for metrics; nil: none
-	clientOnce  sync.Once
-	rpc         *zfsrpc.Client
+	// peerNotReady: the last cycle's peer refused for now (rejoining);
+	// the next lists the peer before it snapshots (Cycle.ReceiverFirst).
+	peerNotReady atomic.Bool
+	clientOnce   sync.Once
+	rpc          *zfsrpc.Client
 }
 
 func (r *replicator) engine() *zfsrepl.Engine {
@@ -340,7 +343,9 @@ func (r *replicator) runAll(ctx context.Context) error {
 			c.NoPrune = true
 		}
 		before, start := r.sent(c.Root.Source), time.Now()
+		c.ReceiverFirst = r.peerNotReady.Load()
 		res, err := c.Run(ctx)
+		r.peerNotReady.Store(errors.Is(err, zfsrepl.ErrPeerNotReady))
 		if !c.NoPrune && ctx.Err() == nil && !r.handingOver.Load() {
 			r.lastPrune.Store(c.Root.Source, start)
 		}

@@ -42,6 +42,7 @@ const (
 	codeForbidden   = "forbidden"
 	codeBadRequest  = "bad-request"
 	codeZFS         = "zfs"
+	codeNotReady    = "not-ready"
 	callTimeout     = 2 * time.Minute
 	treeResultLimit = 8 << 20
 )
@@ -184,9 +185,15 @@ func fromEnd(err error, dataset string) error {
 		return fmt.Errorf("%w: %w", zfsrepl.ErrNoCommonBase, remote)
 	case codeNotFound:
 		return fmt.Errorf("%w: %w", zfsrepl.ErrDatasetNotFound, remote)
+	case codeNotReady:
+		return fmt.Errorf("%w: %w", zfsrepl.ErrPeerNotReady, remote)
 	}
 	return remote
 }
+
+// NotReady marks a refusal that lasts only a while (the node is rejoining
+// or starting): the client gets zfsrepl.ErrPeerNotReady.
+func NotReady(err error) error { return &codedError{codeNotReady, err} }
 
 // Server answers a Client with a local receiver.
 type Server struct {

@@ -20,10 +20,11 @@ type fakeReceiver struct {
 	got       []byte
 	confirmed []string
 	recvErr   error
+	treeErr   error
 }
 
 func (f *fakeReceiver) Tree(ctx context.Context, root string) ([]zfsrepl.TreeDataset, error) {
-	return f.tree, nil
+	return f.tree, f.treeErr
 }
 func (f *fakeReceiver) Receive(ctx context.Context, req zfsrepl.ReceiveRequest, r io.Reader) error {
 	f.got, _ = io.ReadAll(r)
@@ -177,5 +178,41 @@ func TestFallbackSticksForAWhile(t *testing.T) {
 	}
 	if n := tries.Load(); n != 2 {
 		t.Fatalf("with the fallback dead the link was tried %d times in all; want 2", n)
+	}
+}
+
+// notReadyHandler refuses every request as a rejoining node does.
+type notReadyHandler struct{}
+
+func (notReadyHandler) Call(context.Context, []byte) ([]byte, error) {
+	return nil, NotReady(errors.New("this node is rejoining"))
+}
+
+func (notReadyHandler) Stream(context.Context, []byte, io.Reader) transport.End {
+	return transport.ErrorEnd(NotReady(errors.New("this node is rejoining")))
+}
+
+// A refusal marked NotReady reaches the client as zfsrepl.ErrPeerNotReady,
+// for calls and for streams; other refusals do not.
+func TestNotReadyCrossesTheLink(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sec := transport.Security{Plaintext: true}
+	ln, err := transport.Listen("127.0.0.1:0", "beta", "alpha", sec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ServeListener(ctx, ln, notReadyHandler{}, 5*time.Second, nil)
+	c := &Client{Addr: ln.Addr().String(), Local: "alpha", Peer: "beta", Sec: sec}
+	if _, err := c.Tree(ctx, "backup/data"); !errors.Is(err, zfsrepl.ErrPeerNotReady) || !strings.Contains(err.Error(), "rejoining") {
+		t.Fatalf("tree: %v", err)
+	}
+	if err := c.Receive(ctx, zfsrepl.ReceiveRequest{Dataset: "backup/data", Kind: zfsrepl.StepIncremental, To: "s2"}, strings.NewReader("stream")); !errors.Is(err, zfsrepl.ErrPeerNotReady) {
+		t.Fatalf("receive: %v", err)
+	}
+	f := &fakeReceiver{treeErr: errors.New("zfs list failed")}
+	other := setup(t, f)
+	if _, err := other.Tree(ctx, "backup/data"); err == nil || errors.Is(err, zfsrepl.ErrPeerNotReady) {
+		t.Fatalf("a zfs failure: %v", err)
 	}
 }

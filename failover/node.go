@@ -685,8 +685,8 @@ type Transfer struct {
 	Bytes   int64     `json:"bytes"` // moved so far
 	Total   int64     `json:"total"` // the -nvP estimate, 0 if unknown
 	Started time.Time `json:"started"`
-	Moved   time.Time `json:"moved"`         // when Bytes last grew (Started until it does)
-	Rate    float64   `json:"bytes_per_sec"` // since it started
+	Moved   time.Time `json:"moved,omitzero"` // when Bytes last grew from one report to the next
+	Rate    float64   `json:"bytes_per_sec"`  // since it started
 }
 
 // RootStatus is one root's replication, from the engine.

@@ -402,13 +402,14 @@ func (r *replicator) progress(p zfsrepl.Progress) {
 	now := time.Now()
 	v, ok := r.inflight.Load(p.Step.Target)
 	if !ok {
-		v = &failover.Transfer{Dataset: p.Step.Target, Kind: p.Step.Kind.String(), Started: now, Moved: now}
+		// Not moved yet: the first report may come late (after the size
+		// estimate) and says nothing of when its bytes went.
+		v = &failover.Transfer{Dataset: p.Step.Target, Kind: p.Step.Kind.String(), Started: now}
 		r.inflight.Store(p.Step.Target, v)
-	}
-	t := v.(*failover.Transfer)
-	if p.Bytes > t.Bytes {
+	} else if t := v.(*failover.Transfer); p.Bytes > t.Bytes {
 		t.Moved = now
 	}
+	t := v.(*failover.Transfer)
 	t.Bytes, t.Total = p.Bytes, p.Total
 	if d := time.Since(t.Started).Seconds(); d > 0 {
 		t.Rate = float64(p.Bytes) / d
@@ -607,10 +608,13 @@ func (r *replicator) drain(cancel context.CancelFunc, stop func()) {
 
 const drainMax = 5 * time.Minute
 
-// drainStill: a transfer whose bytes have not grown for this long is not
-// moving, and a handover does not wait for it. Lab: a zfs send starved by
-// an SMB copy on the same emulated CPU put out 1,396 bytes in 17 s, and
-// the handover waited 5 s for it before its stall timeout ended it.
+// drainStill: a transfer whose bytes have not grown from one progress
+// report to the next within this long is not moving, and a handover does
+// not wait for it. Lab: a zfs send starved by an SMB copy on the same
+// emulated CPU put out 1,396 bytes in 17 s; the handover waited 5 s for it
+// until its stall timeout ended it, then 4.8 s when the first report (late,
+// after the size estimate) counted as movement. Cutting a transfer that
+// has just begun costs little: the final cycle sends its data again.
 const drainStill = 3 * time.Second
 
 // moving tells whether any transfer has moved within drainStill.

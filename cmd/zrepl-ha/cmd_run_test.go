@@ -70,17 +70,26 @@ func TestDrainWaitsOnlyForAMovingTransfer(t *testing.T) {
 		}
 	}
 
-	// Stuck at 1,396 bytes: cut within drainStill and a tick.
+	// One late report of 1,396 bytes, then nothing: not moving, cut at the
+	// first look.
 	r := &replicator{}
 	r.progress(zfsrepl.Progress{Step: step, Bytes: 1396})
-	if took, cut := drained(r); !cut || took > drainStill+time.Second {
+	if took, cut := drained(r); !cut || took > time.Second {
 		t.Fatalf("a transfer that does not move: cut %v after %s", cut, took)
+	}
+	// Moved, then stuck: cut once drainStill has passed since it moved.
+	r = &replicator{}
+	r.progress(zfsrepl.Progress{Step: step, Bytes: 64 << 10})
+	r.progress(zfsrepl.Progress{Step: step, Bytes: 128 << 10})
+	if took, cut := drained(r); !cut || took < drainStill-500*time.Millisecond || took > drainStill+time.Second {
+		t.Fatalf("a transfer that stopped moving: cut %v after %s, want about %s", cut, took, drainStill)
 	}
 
 	// Moving for 1.5 s, then done: the drain waits for it and cancels
 	// nothing that still runs.
 	r = &replicator{}
 	r.progress(zfsrepl.Progress{Step: step, Bytes: 64 << 10})
+	r.progress(zfsrepl.Progress{Step: step, Bytes: 96 << 10})
 	go func() {
 		for i := 2; i <= 15; i++ {
 			time.Sleep(100 * time.Millisecond)
@@ -93,7 +102,8 @@ func TestDrainWaitsOnlyForAMovingTransfer(t *testing.T) {
 	}
 
 	if !moving([]failover.Transfer{{Moved: time.Now().Add(-time.Second)}}, time.Now()) ||
-		moving([]failover.Transfer{{Moved: time.Now().Add(-drainStill)}}, time.Now()) || moving(nil, time.Now()) {
+		moving([]failover.Transfer{{Moved: time.Now().Add(-drainStill)}}, time.Now()) ||
+		moving([]failover.Transfer{{Started: time.Now()}}, time.Now()) || moving(nil, time.Now()) {
 		t.Fatal("moving: wrong verdict")
 	}
 }

@@ -580,9 +580,10 @@ func modeFor(s failover.State) replicatorMode {
 // final cycle must resume first, one more step on each side. A cycle that
 // is only listing or snapshotting is cancelled at once: the final cycle
 // does that work again anyway, and the engine starts no new transfer once
-// a handover has begun. A transfer whose bytes have not grown for
-// drainStill is cut too: it is not moving, and it has sent too little to
-// be worth a resume. drainMax is only a backstop.
+// a handover has begun. A transfer that has sent less than drainWorth
+// and whose bytes have not grown for drainStill is cut too: it is not
+// moving, and it has sent too little to be worth a resume. drainMax is
+// only a backstop.
 func (r *replicator) drain(cancel context.CancelFunc, stop func()) {
 	done := make(chan struct{})
 	go func() { stop(); close(done) }()
@@ -617,10 +618,17 @@ const drainMax = 5 * time.Minute
 // has just begun costs little: the final cycle sends its data again.
 const drainStill = 3 * time.Second
 
-// moving tells whether any transfer has moved within drainStill.
+// drainWorth: a transfer that has sent this much is waited for however
+// long it pauses (a zfs recv waiting for a transaction group can hold a
+// stream for seconds in a slow guest): cut, it would leave a resume for
+// the final cycle. The stall timeout ends one that is really stuck.
+const drainWorth = 1 << 20
+
+// moving tells whether any transfer is worth waiting for: it has sent
+// drainWorth, or it moved within drainStill.
 func moving(ts []failover.Transfer, now time.Time) bool {
 	for _, t := range ts {
-		if now.Sub(t.Moved) < drainStill {
+		if t.Bytes >= drainWorth || now.Sub(t.Moved) < drainStill {
 			return true
 		}
 	}

@@ -103,7 +103,8 @@ func TestDrainWaitsOnlyForAMovingTransfer(t *testing.T) {
 
 	if !moving([]failover.Transfer{{Moved: time.Now().Add(-time.Second)}}, time.Now()) ||
 		moving([]failover.Transfer{{Moved: time.Now().Add(-drainStill)}}, time.Now()) ||
-		moving([]failover.Transfer{{Started: time.Now()}}, time.Now()) || moving(nil, time.Now()) {
+		moving([]failover.Transfer{{Started: time.Now()}}, time.Now()) || moving(nil, time.Now()) ||
+		!moving([]failover.Transfer{{Bytes: drainWorth, Moved: time.Now().Add(-time.Minute)}}, time.Now()) {
 		t.Fatal("moving: wrong verdict")
 	}
 }

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -602,7 +604,19 @@ func TestExportReadsMountsInOneCall(t *testing.T) {
 // named by the pid file in smb.conf's pid directory, and tells the
 // children with smbcontrol in the background. A pid file naming some
 // other process falls back to smbcontrol and signals nothing.
+// hupDefault has the test process catch SIGHUP while it runs, so the
+// processes it starts get SIGHUP's default action at exec: started under
+// nohup (or any parent that ignores SIGHUP) they would inherit the ignore,
+// and the fake smbd would never see the SIGHUP the test looks for (these
+// tests failed that way in a make test run under nohup).
+func hupDefault(t *testing.T) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGHUP)
+	t.Cleanup(func() { signal.Stop(c) })
+}
+
 func TestExportSIGHUPsSMBD(t *testing.T) {
+	hupDefault(t)
 	for _, tc := range []struct {
 		comm   string
 		hupped bool
@@ -687,6 +701,7 @@ func sameSet(a, b []string) bool {
 // waits for close-share of each share gone, and leaves the children's
 // reload-config to the background.
 func TestUnexportSIGHUPsSMBD(t *testing.T) {
+	hupDefault(t)
 	r := newRig(t)
 	hups := filepath.Join(r.dir, "hups")
 	ready := filepath.Join(r.dir, "trap-set")

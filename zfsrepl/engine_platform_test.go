@@ -55,6 +55,22 @@ func (p *pair) replicate(t *testing.T) *Report {
 	return rep
 }
 
+// heldOnTarget lists the target root's held snapshots (short names).
+func (p *pair) heldOnTarget(t *testing.T) []string {
+	t.Helper()
+	rvs, err := p.dst.z.Versions(testCtx(t), p.root.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, v := range rvs {
+		if v.Type == Snapshot && v.UserRefs > 0 {
+			out = append(out, v.Short())
+		}
+	}
+	return out
+}
+
 // mountTarget mounts a received (canmount=noauto) dataset for checksums.
 func (p *pair) mountTarget(t *testing.T, ds string) string {
 	t.Helper()
@@ -650,19 +666,7 @@ func TestPlatformEngineCancelledCycleLeavesProtection(t *testing.T) {
 	if !have || !reflect.DeepEqual(held, []string{s1}) {
 		t.Fatalf("after the cancelled cycle: %s arrived %v, held %v; want it arrived and the hold still on %s", s2, have, held, s1)
 	}
-	heldNow := func() []string {
-		rvs, err := p.dst.z.Versions(bg, p.root.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var held []string
-		for _, v := range rvs {
-			if v.Type == Snapshot && v.UserRefs > 0 {
-				held = append(held, v.Short())
-			}
-		}
-		return held
-	}
+	heldNow := func() []string { return p.heldOnTarget(t) }
 	// A handover that has begun before a transfer: the cycle starts none.
 	p.src.writeFiles(t, p.src.ds("data"), "c", 1, 32<<10)
 	s3 := p.snapshot(t)
@@ -732,19 +736,7 @@ func TestPlatformEngineHandoverStopsConfirm(t *testing.T) {
 	s1 := p.snapshot(t)
 	p.replicate(t)
 	bg := testCtx(t)
-	held := func() []string {
-		rvs, err := p.dst.z.Versions(bg, p.root.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, v := range rvs {
-			if v.Type == Snapshot && v.UserRefs > 0 {
-				out = append(out, v.Short())
-			}
-		}
-		return out
-	}
+	held := func() []string { return p.heldOnTarget(t) }
 	var handing atomic.Bool
 	p.eng.HandingOver = handing.Load
 	// run starts a cycle whose confirm takes delay, cancels it once the

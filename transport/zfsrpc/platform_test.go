@@ -99,7 +99,7 @@ func sh(t *testing.T, args ...string) string {
 
 type link struct {
 	ns, hostIf, peerIf string
-	addr       string // receiver's transport address
+	addr               string // receiver's transport address
 }
 
 // newLink makes namespace ns with a veth pair to the VM's root namespace,
@@ -122,6 +122,30 @@ func newLink(t *testing.T, n int) *link {
 	sh(t, "ip", "netns", "exec", l.ns, "ip", "link", "set", "lo", "up")
 	l.addr = nsIP + ":7701"
 	return l
+}
+
+// startPeer runs this test binary inside the namespace in the helper mode
+// env selects, and waits (bounded) until it listens on l.addr.
+func (l *link) startPeer(t *testing.T, env string) {
+	t.Helper()
+	helper := exec.Command("ip", "netns", "exec", l.ns, os.Args[0])
+	helper.Env = append(os.Environ(), env)
+	helper.Stdout, helper.Stderr = os.Stderr, os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { helper.Process.Kill(); helper.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", l.addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if i == 50 {
+			t.Fatalf("the peer in %s never listened: %v", l.ns, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // pullFar takes the namespace's end down: this side keeps its address and
@@ -183,25 +207,7 @@ func TestPlatformReplicationAcrossNamespacesWithCablePull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	helper := exec.Command("ip", "netns", "exec", l.ns, os.Args[0])
-	helper.Env = append(os.Environ(), helperEnv+"="+l.addr+","+dstRoot+","+certDir)
-	helper.Stdout, helper.Stderr = os.Stderr, os.Stderr
-	if err := helper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { helper.Process.Kill(); helper.Wait() })
-	// Wait (bounded) for the receiver to listen.
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", l.addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 50 {
-			t.Fatalf("receiver never listened: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	l.startPeer(t, helperEnv+"="+l.addr+","+dstRoot+","+certDir)
 	sh(t, "zfs", "create", srcRoot)
 	mp := strings.TrimSpace(sh(t, "zfs", "get", "-H", "-o", "value", "mountpoint", srcRoot))
 	write(t, mp, "a", 4, 256<<10)
@@ -282,24 +288,7 @@ func TestPlatformReplicationAcrossNamespacesWithCablePull(t *testing.T) {
 // before it tried the public path.
 func TestPlatformCallFailsSoonAfterTheCableGoes(t *testing.T) {
 	l := newLink(t, 11)
-	helper := exec.Command("ip", "netns", "exec", l.ns, os.Args[0])
-	helper.Env = append(os.Environ(), silentEnv+"="+l.addr)
-	helper.Stdout, helper.Stderr = os.Stderr, os.Stderr
-	if err := helper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { helper.Process.Kill(); helper.Wait() })
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", l.addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 50 {
-			t.Fatalf("the silent peer never listened: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	l.startPeer(t, silentEnv+"="+l.addr)
 	client := &Client{Addr: l.addr, Local: "alpha", Peer: "beta", Sec: transport.Security{Plaintext: true}}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -666,7 +666,6 @@ func TestPlatformEngineCancelledCycleLeavesProtection(t *testing.T) {
 	if !have || !reflect.DeepEqual(held, []string{s1}) {
 		t.Fatalf("after the cancelled cycle: %s arrived %v, held %v; want it arrived and the hold still on %s", s2, have, held, s1)
 	}
-	heldNow := func() []string { return p.heldOnTarget(t) }
 	// A handover that has begun before a transfer: the cycle starts none.
 	p.src.writeFiles(t, p.src.ds("data"), "c", 1, 32<<10)
 	s3 := p.snapshot(t)
@@ -682,14 +681,14 @@ func TestPlatformEngineCancelledCycleLeavesProtection(t *testing.T) {
 	if _, err := p.eng.Replicate(bg, p.root, &handOverDuringReceive{Receiver: p.rcv, handing: &handing}); err != nil {
 		t.Fatalf("cycle during which a handover began: %v", err)
 	}
-	if held := heldNow(); !reflect.DeepEqual(held, []string{s1}) {
+	if held := p.heldOnTarget(t); !reflect.DeepEqual(held, []string{s1}) {
 		t.Fatalf("after a cycle during a handover: held %v, want still %s", held, s1)
 	}
 	p.eng.HandingOver = nil
 	if rep := p.replicate(t); rep.LatestConsistent != s3 || rep.FullSends() != 0 {
 		t.Fatalf("next cycle: latest %q, %d full sends", rep.LatestConsistent, rep.FullSends())
 	}
-	if held := heldNow(); !reflect.DeepEqual(held, []string{s3}) {
+	if held := p.heldOnTarget(t); !reflect.DeepEqual(held, []string{s3}) {
 		t.Fatalf("after the next cycle: held %v, want %s", held, s3)
 	}
 }
@@ -736,7 +735,6 @@ func TestPlatformEngineHandoverStopsConfirm(t *testing.T) {
 	s1 := p.snapshot(t)
 	p.replicate(t)
 	bg := testCtx(t)
-	held := func() []string { return p.heldOnTarget(t) }
 	var handing atomic.Bool
 	p.eng.HandingOver = handing.Load
 	// run starts a cycle whose confirm takes delay, cancels it once the
@@ -774,7 +772,7 @@ func TestPlatformEngineHandoverStopsConfirm(t *testing.T) {
 	} else {
 		t.Logf("measured: the cycle ended %s after a handover cancelled it mid-confirm", took.Round(time.Millisecond))
 	}
-	if h := held(); !reflect.DeepEqual(h, []string{s1}) {
+	if h := p.heldOnTarget(t); !reflect.DeepEqual(h, []string{s1}) {
 		t.Fatalf("after a confirm stopped by a handover: held %v, want still %s", h, s1)
 	}
 	p.src.writeFiles(t, p.src.ds("data"), "c", 1, 32<<10)
@@ -782,7 +780,7 @@ func TestPlatformEngineHandoverStopsConfirm(t *testing.T) {
 	if took := run(3*time.Second, false); took < 2*time.Second {
 		t.Fatalf("a cycle cancelled without a handover stopped its confirm after %s", took)
 	}
-	if h := held(); !reflect.DeepEqual(h, []string{s3}) {
+	if h := p.heldOnTarget(t); !reflect.DeepEqual(h, []string{s3}) {
 		t.Fatalf("after a confirm that finished past its cancel: held %v, want %s", h, s3)
 	}
 	p.src.writeFiles(t, p.src.ds("data"), "d", 1, 32<<10)
@@ -790,7 +788,7 @@ func TestPlatformEngineHandoverStopsConfirm(t *testing.T) {
 	if rep := p.replicate(t); rep.LatestConsistent != s4 || rep.FullSends() != 0 {
 		t.Fatalf("next cycle: latest %q, %d full sends", rep.LatestConsistent, rep.FullSends())
 	}
-	if h := held(); !reflect.DeepEqual(h, []string{s4}) {
+	if h := p.heldOnTarget(t); !reflect.DeepEqual(h, []string{s4}) {
 		t.Fatalf("after the next cycle: held %v, want %s", h, s4)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -88,9 +89,16 @@ type Cycle struct {
 	// SkipPrune, if set and true once the replication is done, skips
 	// retention too: a handover has begun and waits for this cycle.
 	SkipPrune func() bool
-	Clock     Clock
-	Locks     *Locks
-	Log       *slog.Logger
+	// Names, if set, remembers the root's snapshot names from one cycle
+	// to the next, so a final cycle (ForceSnapshot, which does not need
+	// the listing's written) names its snapshot without listing the tree
+	// first: a listing is most of a second on a small CPU, on the
+	// switchover's clock. Give each serving period a new Names: what an
+	// earlier period saw may lack snapshots received since.
+	Names *Names
+	Clock Clock
+	Locks *Locks
+	Log   *slog.Logger
 }
 
 // CycleResult says what one cycle did.
@@ -162,12 +170,21 @@ func (c *Cycle) log() *slog.Logger {
 // then a recursive snapshot unless nothing was written. The root's
 // versions come from that listing, so naming costs no further command.
 func (c *Cycle) snapshot(ctx context.Context, now time.Time) (name string, skipped bool, err error) {
+	if vs, ok := c.Names.get(c.Root.Source); ok && c.ForceSnapshot {
+		name, err = zfsrepl.SnapshotRoot(ctx, c.ZFS, c.Root.Source, vs, now, c.log())
+		if err == nil {
+			c.Names.add(c.Root.Source, vs, name)
+			return name, false, nil
+		}
+		if !errors.Is(err, zfsrepl.ErrExists) {
+			return "", false, err
+		}
+		// A snapshot this node did not see has the name: list and name again.
+		c.log().InfoContext(ctx, "snapshot name taken; listing the tree", "root", c.Root.Source, "err", err)
+	}
 	tree, err := c.ZFS.Tree(ctx, c.Root.Source)
 	if err != nil {
 		return "", false, fmt.Errorf("listing %s: %w", c.Root.Source, err)
-	}
-	if !c.ForceSnapshot && !needSnapshot(tree) {
-		return "", true, nil
 	}
 	var vs []zfsrepl.Version
 	for _, d := range tree {
@@ -175,8 +192,51 @@ func (c *Cycle) snapshot(ctx context.Context, now time.Time) (name string, skipp
 			vs = d.Versions
 		}
 	}
+	if !c.ForceSnapshot && !needSnapshot(tree) {
+		c.Names.add(c.Root.Source, vs, "")
+		return "", true, nil
+	}
 	name, err = zfsrepl.SnapshotRoot(ctx, c.ZFS, c.Root.Source, vs, now, c.log())
+	if err == nil {
+		c.Names.add(c.Root.Source, vs, name)
+	}
 	return name, false, err
+}
+
+// Names is what Cycle.Names remembers: each root's versions as its last
+// cycle's listing saw them, plus the snapshot that cycle took. Only the
+// names matter (they carry the time and sequence the next name follows).
+// A nil *Names remembers nothing. Safe for concurrent use.
+type Names struct {
+	mu    sync.Mutex
+	roots map[string][]zfsrepl.Version
+}
+
+func (n *Names) get(root string) ([]zfsrepl.Version, bool) {
+	if n == nil {
+		return nil, false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	vs, ok := n.roots[root]
+	return vs, ok
+}
+
+// add records vs and, if taken is not "", the snapshot root@taken.
+func (n *Names) add(root string, vs []zfsrepl.Version, taken string) {
+	if n == nil {
+		return
+	}
+	vs = slices.Clone(vs)
+	if taken != "" {
+		vs = append(vs, zfsrepl.Version{Name: root + "@" + taken, Type: zfsrepl.Snapshot})
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.roots == nil {
+		n.roots = map[string][]zfsrepl.Version{}
+	}
+	n.roots[root] = vs
 }
 
 // prune is the cycle's last step: retention on the source, then on a

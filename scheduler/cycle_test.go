@@ -290,3 +290,60 @@ func TestReceiverFirstSkipsTheSnapshotWhileThePeerIsNotReady(t *testing.T) {
 type stillClock struct{ t time.Time }
 
 func (c stillClock) Now() time.Time { return c.t }
+
+// namesFake counts listings and refuses snapshot names in taken.
+type namesFake struct {
+	snapFake
+	lists int
+	taken map[string]bool
+}
+
+func (f *namesFake) Tree(ctx context.Context, root string) ([]zfsrepl.TreeDataset, error) {
+	f.lists++
+	return f.tree, nil
+}
+
+func (f *namesFake) Snapshot(ctx context.Context, root, short string, recursive bool) error {
+	if f.taken[root+"@"+short] {
+		return fmt.Errorf("zfs snapshot -r %s@%s: cannot create snapshot: %w", root, short, zfsrepl.ErrExists)
+	}
+	return f.snapFake.Snapshot(ctx, root, short, recursive)
+}
+
+// A handover's final cycle names its snapshot from the names the last
+// cycle saw, without listing; a name some other snapshot took makes it
+// list and name again.
+func TestFinalSnapshotNamedFromTheLastCycle(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	owned := zfsrepl.Version{Name: "tank/data@" + zfsrepl.SnapshotName(now.Add(-time.Minute), 7), Type: zfsrepl.Snapshot}
+	f := &namesFake{snapFake: snapFake{treeFake: treeFake{tree: []zfsrepl.TreeDataset{{Name: "tank/data", Written: 4096, Versions: []zfsrepl.Version{owned}}}}}}
+	names := &Names{}
+	c := &Cycle{ZFS: f, Root: zfsrepl.Root{Source: "tank/data"}, Names: names}
+	first, _, err := c.snapshot(context.Background(), now.Add(-2*time.Second))
+	if err != nil || f.lists != 1 || first != zfsrepl.SnapshotName(now.Add(-2*time.Second), 8) {
+		t.Fatalf("a regular cycle: %q err %v, %d listings; want seq 8 after one listing", first, err, f.lists)
+	}
+	final := &Cycle{ZFS: f, Root: c.Root, Names: names, ForceSnapshot: true}
+	name, _, err := final.snapshot(context.Background(), now)
+	if err != nil || f.lists != 1 || name != zfsrepl.SnapshotName(now, 9) {
+		t.Fatalf("final: %q err %v, %d listings; want seq 9 with no listing", name, err, f.lists)
+	}
+	// A regular cycle still lists: it needs written.
+	if _, _, err := c.snapshot(context.Background(), now.Add(time.Second)); err != nil || f.lists != 2 {
+		t.Fatalf("a regular cycle after: err %v, %d listings; want a listing", err, f.lists)
+	}
+	// Someone took the next name behind this node's back: list, name again.
+	later := now.Add(time.Minute)
+	f.taken = map[string]bool{"tank/data@" + zfsrepl.SnapshotName(later, 9): true}
+	names.add("tank/data", []zfsrepl.Version{owned}, zfsrepl.SnapshotName(now, 8))
+	f.tree[0].Versions = append(f.tree[0].Versions, zfsrepl.Version{Name: "tank/data@" + zfsrepl.SnapshotName(later, 9), Type: zfsrepl.Snapshot})
+	name, _, err = final.snapshot(context.Background(), later)
+	if err != nil || f.lists != 3 || name != zfsrepl.SnapshotName(later, 10) {
+		t.Fatalf("taken name: %q err %v, %d listings; want seq 10 after a listing", name, err, f.lists)
+	}
+	// Without Names (nil) every cycle lists.
+	final.Names = nil
+	if _, _, err := final.snapshot(context.Background(), later.Add(time.Second)); err != nil || f.lists != 4 {
+		t.Fatalf("nil Names: err %v, %d listings", err, f.lists)
+	}
+}

@@ -269,8 +269,12 @@ type replicator struct {
 	// peerNotReady: the last cycle's peer refused for now (rejoining);
 	// the next lists the peer before it snapshots (Cycle.ReceiverFirst).
 	peerNotReady atomic.Bool
-	clientOnce   sync.Once
-	rpc          *zfsrpc.Client
+	// names carries snapshot names from cycle to cycle while this node
+	// serves (scheduler.Cycle.Names); nil until the first cycle of a
+	// serving period, and again once the node promotes or turns passive.
+	names      atomic.Pointer[scheduler.Names]
+	clientOnce sync.Once
+	rpc        *zfsrpc.Client
 }
 
 func (r *replicator) engine() *zfsrepl.Engine {
@@ -315,9 +319,14 @@ func (r *replicator) cycles() ([]*scheduler.Cycle, error) {
 		return nil, err
 	}
 	rcv := r.client()
+	names := r.names.Load()
+	if names == nil {
+		r.names.CompareAndSwap(nil, &scheduler.Names{})
+		names = r.names.Load()
+	}
 	var out []*scheduler.Cycle
 	for _, root := range r.cfg.Replication.Roots {
-		out = append(out, &scheduler.Cycle{ZFS: r.z, Engine: r.engine(), Receiver: rcv, SkipPrune: r.handingOver.Load,
+		out = append(out, &scheduler.Cycle{ZFS: r.z, Engine: r.engine(), Receiver: rcv, SkipPrune: r.handingOver.Load, Names: names,
 			Root: zfsrepl.Root{Source: root.Source, Target: root.Target}, Source: src,
 			PruneUnreplicatedAbovePoolPercent: r.cfg.Retention.PruneUnreplicatedAbovePoolPercent,
 			Clock:                             scheduler.RealClock{}, Locks: r.locks, Log: r.log})
@@ -518,6 +527,9 @@ func (r *replicator) final(ctx context.Context) error {
 func (r *replicator) onChange(s failover.State, _ uint64) {
 	mode := modeFor(s)
 	r.handingOver.Store(s == failover.Demoting)
+	if s == failover.Promoting || mode == modePrune {
+		r.names.Store(nil) // snapshots received as a passive are not in it
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mode == mode && (r.stopFn != nil || mode == modeIdle) {

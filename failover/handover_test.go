@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
 // events records what the fakes did, in order.
@@ -171,5 +173,37 @@ func TestActionsWaitForThePendingUnexport(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// A rejoin right after this node's handover waits out RejoinSettle before
+// it lists the peer (the peer's clients are reconnecting); one without a
+// handover before it lists at once, and a cancelled wait ends the rejoin.
+func TestRejoinSettlesAfterAHandOver(t *testing.T) {
+	const settle = 300 * time.Millisecond
+	stop := errors.New("listed: stop here")
+	var listed time.Time
+	peerTree := func(context.Context, string) ([]zfsrepl.TreeDataset, error) {
+		listed = time.Now()
+		return nil, stop
+	}
+	ctx := context.Background()
+	s := &Services{ZFS: &treeZFS{}, Roots: []string{"tank/a"}, PeerTree: peerTree, RejoinSettle: settle}
+	start := time.Now()
+	if err := s.Rejoin(ctx, 2); !errors.Is(err, stop) || listed.Sub(start) > settle/2 {
+		t.Fatalf("no handover before: %v, listed after %s", err, listed.Sub(start))
+	}
+	if err := s.HandOver(ctx, 1, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	handed := time.Now()
+	if err := s.Rejoin(ctx, 2); !errors.Is(err, stop) || listed.Sub(handed) < settle*9/10 {
+		t.Fatalf("after a handover: %v, listed %s after it; want %s", err, listed.Sub(handed), settle)
+	}
+	s.handedOver.Store(time.Now().UnixNano())
+	cctx, cancel := context.WithTimeout(ctx, settle/3)
+	defer cancel()
+	if err := s.Rejoin(cctx, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled while settling: %v", err)
 	}
 }

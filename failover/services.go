@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zrepl-ha/zrepl-ha/internal/command"
@@ -45,7 +46,14 @@ type Services struct {
 	// Final runs one snapshot -> replicate cycle per root to the peer, for
 	// a handover. Writes must already be stopped.
 	Final func(ctx context.Context) error
-	// Mount mounts a dataset (zfs mount); nil uses the zfs binary.
+	// RejoinSettle: a rejoin within this long of this node's handover
+	// waits until it has passed before it lists the peer. The peer has
+	// just begun serving then, and its clients' reconnects need its CPU
+	// more than this node's rejoin needs its listing.
+	RejoinSettle time.Duration
+	handedOver   atomic.Int64 // unix ns of the last handover that went through
+	// Mount mounts a dataset writable (zfs mount -o rw); nil uses the zfs
+	// binary.
 	Mount func(ctx context.Context, dataset string) error
 	Log   *slog.Logger
 	// Observer, if set, hears every step with its duration.
@@ -196,19 +204,27 @@ func (s *Services) writable(ctx context.Context, root string, tree []zfsrepl.Tre
 		if d.Name == root {
 			props = append(props, EpochProperty+"="+strconv.FormatUint(epoch, 10))
 		}
-		if len(props) > 0 {
-			if err := zfsSet(ctx, d.Name, props...); err != nil {
-				return err
-			}
-		}
+		// The zfs set waits for a transaction group and the mount does
+		// not: they run side by side (a zfs command is most of a second
+		// on a small CPU, and this is failover time). The mount asks for
+		// rw itself, so their order does not matter: a mount that comes
+		// first is rw although the property still says readonly, and a
+		// set that finds the dataset mounted remounts it rw anyway.
+		var setErr, mountErr error
+		var wg sync.WaitGroup
 		if d.Type == zfsrepl.Filesystem && !d.Mounted {
 			mount := s.Mount
 			if mount == nil {
-				mount = zfsMount
+				mount = zfsMountRW
 			}
-			if err := mount(ctx, d.Name); err != nil {
-				return err
-			}
+			wg.Go(func() { mountErr = mount(ctx, d.Name) })
+		}
+		if len(props) > 0 {
+			setErr = zfsSet(ctx, d.Name, props...)
+		}
+		wg.Wait()
+		if err := errors.Join(setErr, mountErr); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -224,10 +240,14 @@ func zfsSet(ctx context.Context, ds string, props ...string) error {
 	return err
 }
 
-// zfsMount runs zfs mount; an already mounted dataset is fine.
-func zfsMount(ctx context.Context, dataset string) error {
+// zfsMountRW runs zfs mount -o rw (writable whatever the readonly
+// property says yet); an already mounted dataset is fine.
+func zfsMountRW(ctx context.Context, dataset string) error {
+	if err := zfsrepl.ValidateDataset(dataset); err != nil {
+		return err
+	}
 	var r command.Runner
-	_, err := r.Command(ctx, "zfs", "mount", dataset).Output()
+	_, err := r.Command(ctx, "zfs", "mount", "-o", "rw", dataset).Output()
 	var ce *command.Error
 	if errors.As(err, &ce) && strings.Contains(ce.Stderr, "already mounted") {
 		return nil
@@ -351,7 +371,32 @@ func (s *Services) HandOver(ctx context.Context, epoch uint64, ask func(context.
 	}()
 	aerr := s.step("ask the peer to promote", func() error { return ask(ctx) })
 	<-done
-	return errors.Join(rerr, aerr)
+	err := errors.Join(rerr, aerr)
+	if err == nil {
+		s.handedOver.Store(time.Now().UnixNano())
+	}
+	return err
+}
+
+// settleAfterHandOver waits out RejoinSettle after this node's handover.
+func (s *Services) settleAfterHandOver(ctx context.Context) error {
+	at := s.handedOver.Load()
+	if s.RejoinSettle <= 0 || at == 0 {
+		return nil
+	}
+	wait := time.Until(time.Unix(0, at).Add(s.RejoinSettle))
+	if wait <= 0 {
+		return nil
+	}
+	s.log().Info("rejoin waits while the peer's clients reconnect", "wait", wait.Round(time.Millisecond))
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // Rejoin implements Executor: each root becomes a replica of the peer's
@@ -371,6 +416,9 @@ func (s *Services) Rejoin(ctx context.Context, epoch uint64) error {
 	}
 	if s.PeerTree == nil {
 		return s.step("make roots replicas", func() error { return s.replicas(ctx) })
+	}
+	if err := s.settleAfterHandOver(ctx); err != nil {
+		return err
 	}
 	for i, root := range s.Roots {
 		peerRoot := root

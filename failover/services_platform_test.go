@@ -121,9 +121,46 @@ func TestPlatformPromotionCrashAtEveryStep(t *testing.T) {
 	if e := testpool.Prop(t, dst, EpochProperty); e != "7" {
 		t.Errorf("epoch property %q", e)
 	}
+	for _, ds := range []string{dst, dst + "/c"} {
+		if err := os.WriteFile(filepath.Join(testpool.Prop(t, ds, "mountpoint"), "after-promotion"), []byte("x"), 0o644); err != nil {
+			t.Errorf("%s is not writable after the promotion: %v", ds, err)
+		}
+	}
 	// Running it again changes nothing.
 	svc.afterStep = nil
 	if err := svc.Serve(ctx, 7); err != nil {
 		t.Fatalf("a second promotion: %v", err)
+	}
+}
+
+// The promotion runs its zfs set (readonly=off) and its zfs mount side by
+// side: whichever comes first, the dataset ends mounted, writable, and
+// readonly=off.
+func TestPlatformWritableWhicheverFinishesFirst(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	p := testpool.New(t, "zwr", 256<<20).Name
+	for _, order := range []string{"mount-first", "set-first"} {
+		ds := p + "/" + order
+		testpool.ZFS(t, "create", "-o", "readonly=on", "-o", "canmount=noauto", ds)
+		if m := testpool.Prop(t, ds, "mounted"); m != "no" {
+			t.Fatalf("%s: mounted=%s before", ds, m)
+		}
+		set := func() error { return zfsSet(ctx, ds, "readonly=off", "canmount=on") }
+		steps := []func() error{func() error { return zfsMountRW(ctx, ds) }, set}
+		if order == "set-first" {
+			steps[0], steps[1] = steps[1], steps[0]
+		}
+		for _, f := range steps {
+			if err := f(); err != nil {
+				t.Fatalf("%s: %v", order, err)
+			}
+		}
+		if ro, m := testpool.Prop(t, ds, "readonly"), testpool.Prop(t, ds, "mounted"); ro != "off" || m != "yes" {
+			t.Errorf("%s: readonly=%s mounted=%s", order, ro, m)
+		}
+		if err := os.WriteFile(filepath.Join(testpool.Prop(t, ds, "mountpoint"), "x"), []byte("x"), 0o644); err != nil {
+			t.Errorf("%s: not writable: %v", order, err)
+		}
 	}
 }

@@ -73,7 +73,8 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	// are counted, so a promotion plan read ahead is known to be current.
 	changes := &failover.PoolChanges{}
 	rep := &replicator{cfg: cfg, z: z, sec: sec, log: log, locks: &scheduler.Locks{}, changes: changes}
-	svc := &failover.Services{ZFS: z, Roots: roots, Final: rep.final, Log: log, PeerTree: rep.peerTree, Changes: changes}
+	svc := &failover.Services{ZFS: z, Roots: roots, Final: rep.final, Log: log, PeerTree: rep.peerTree, Changes: changes,
+		RejoinSettle: rejoinSettle}
 	for _, r := range cfg.Replication.Roots {
 		svc.PeerRoots = append(svc.PeerRoots, r.Target)
 	}
@@ -272,7 +273,10 @@ type replicator struct {
 	// names carries snapshot names from cycle to cycle while this node
 	// serves (scheduler.Cycle.Names); nil until the first cycle of a
 	// serving period, and again once the node promotes or turns passive.
-	names      atomic.Pointer[scheduler.Names]
+	names atomic.Pointer[scheduler.Names]
+	// quietUntil (unix ns): the cadence skips its runs until then, after
+	// a promotion (servingSettle).
+	quietUntil atomic.Int64
 	clientOnce sync.Once
 	rpc        *zfsrpc.Client
 }
@@ -535,6 +539,14 @@ func (r *replicator) onChange(s failover.State, _ uint64) {
 	if r.mode == mode && (r.stopFn != nil || mode == modeIdle) {
 		return
 	}
+	if mode == modeServe && r.mode == modeIdle {
+		// Promoted (or resumed serving) just now: clients reconnect (NFS mount
+		// and lookups, SMB sessions) while its pool is busiest, and a
+		// cycle's listing and snapshot would take CPU from them on a small
+		// machine. The peer is gone or rejoining, so nothing would be
+		// replicated yet anyway.
+		r.quietUntil.Store(time.Now().Add(servingSettle).UnixNano())
+	}
 	if r.stopFn != nil {
 		cancel, stop := r.cancel, r.stopFn
 		r.cancel, r.stopFn = nil, nil
@@ -551,6 +563,10 @@ func (r *replicator) onChange(s failover.State, _ uint64) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	spec, job := r.cfg.Snapshots.Cadence, func() {
+		if until := r.quietUntil.Load(); time.Now().UnixNano() < until {
+			r.log.Debug("replication cycle skipped: the clients of a node that just began serving reconnect first", "until", time.Unix(0, until).Format(time.RFC3339Nano))
+			return
+		}
 		if err := r.runAll(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("replication cycle", "err", err)
 		}
@@ -651,6 +667,18 @@ func moving(ts []failover.Transfer, now time.Time) bool {
 // (at the end of the first cycle after it has passed), so a snapshot may
 // outlive its grid slot by this much.
 const sourcePruneEvery = 30 * time.Second
+
+// servingSettle: after a promotion the cadence waits this long before its
+// first cycle (replicator.onChange). rejoinSettle: after a handover, this
+// node's rejoin waits until this long has passed before it lists the peer
+// (failover.Services.RejoinSettle). Both keep zfs listings off the new
+// active's CPU while its clients reconnect: in the lab (one emulated CPU
+// per node) two listings of about 2 s each ran there right after the VIP
+// came up, and the first client read came 2.2 s after it.
+const (
+	servingSettle = 4 * time.Second
+	rejoinSettle  = 3 * time.Second
+)
 
 // receiverPruneCadence: a passive prunes its replicas this often; received
 // snapshots arrive at the active's cadence, so this need not keep up with

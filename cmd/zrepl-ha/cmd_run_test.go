@@ -1,11 +1,14 @@
 package main
 
 import (
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/zrepl-ha/zrepl-ha/failover"
+	"github.com/zrepl-ha/zrepl-ha/internal/config"
 	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
@@ -106,5 +109,47 @@ func TestDrainWaitsOnlyForAMovingTransfer(t *testing.T) {
 		moving([]failover.Transfer{{Started: time.Now()}}, time.Now()) || moving(nil, time.Now()) ||
 		!moving([]failover.Transfer{{Bytes: drainWorth, Moved: time.Now().Add(-time.Minute)}}, time.Now()) {
 		t.Fatal("moving: wrong verdict")
+	}
+}
+
+// lockedBuffer is a log sink the cadence's goroutine writes to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A node that has just promoted lets its clients reconnect before its
+// first cycle; a node that starts serving otherwise (a daemon start)
+// cycles at once. The config has no retention, so a cycle that runs
+// fails at once with a retention error: that is how the test sees it ran.
+func TestFirstCycleWaitsAfterAPromotion(t *testing.T) {
+	run := func(states ...failover.State) string {
+		var buf lockedBuffer
+		r := &replicator{cfg: &config.Config{Snapshots: config.Snapshots{Cadence: "@every 1s"}},
+			log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+		for _, s := range states {
+			r.onChange(s, 1)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		r.stop()
+		return buf.String()
+	}
+	if out := run(failover.Promoting, failover.Active); !strings.Contains(out, "replication cycle skipped") || strings.Contains(out, "retention grid") {
+		t.Errorf("after a promotion, the first second's cycle ran:\n%s", out)
+	}
+	if out := run(failover.Active); strings.Contains(out, "skipped") || !strings.Contains(out, "retention grid") {
+		t.Errorf("at a start as active, the first cycle did not run:\n%s", out)
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/zrepl-ha/zrepl-ha/failover/vip"
 	"github.com/zrepl-ha/zrepl-ha/transport"
 	"github.com/zrepl-ha/zrepl-ha/transport/zfsrpc"
 )
@@ -98,13 +100,20 @@ type Node struct {
 	RootStatus func() []RootStatus
 	Rescues    func() []string
 	Transfers  func() []Transfer
-	Log        *slog.Logger
+	// Tickler, if set (the VIP), lists the clients' TCP connections to
+	// the VIP when this node hands over, and tickles the ones the peer
+	// sent with its handover once this node serves (ConnTickler).
+	Tickler ConnTickler
+	Log     *slog.Logger
 	// Epochs are epochs recorded elsewhere (the zrepl-ha:epoch property of
 	// the roots); the node starts with the highest of these and the file's.
 	Epochs []uint64
 
 	events  chan event
 	started time.Time
+	// tickle: the connections the peer's handover named, for the serve
+	// that follows it.
+	tickle atomic.Pointer[[]vip.Conn]
 
 	mu      sync.Mutex
 	machine *Machine // for View under mu; owned by the loop otherwise
@@ -539,6 +548,9 @@ func (n *Node) executor(ctx context.Context) {
 		switch a.Kind {
 		case ActServe:
 			err = n.Exec.Serve(actx, a.Epoch)
+			if conns := n.tickle.Swap(nil); err == nil && conns != nil {
+				n.tickleClients(ctx, *conns)
+			}
 		case ActUnserve:
 			if hu, ok := n.Exec.(HandOverUnserver); ok && a.HandOver {
 				err = hu.UnserveForHandOver(context.WithoutCancel(actx))
@@ -566,16 +578,55 @@ func (n *Node) executor(ctx context.Context) {
 }
 
 // Handover over the data connection: a small JSON call the data handler
-// routes to the loop before anything else sees it.
+// routes to the loop before anything else sees it. Conns are the clients'
+// TCP connections to the VIP on the node handing over, for the new
+// active's tickle.
 type handoverCall struct {
-	Method string `json:"method"`
-	Epoch  uint64 `json:"epoch"`
+	Method string     `json:"method"`
+	Epoch  uint64     `json:"epoch"`
+	Conns  []vip.Conn `json:"conns,omitempty"`
 }
 
 const methodHandover = "failover.handover"
 
+// ConnTickler is what the handover needs of the VIP (vip.VIP implements
+// it): the clients' connections to it on the node that hands over, and
+// tickle ACKs for them from the node that takes over, so the clients
+// notice the move at once instead of at their next TCP retransmission
+// (docs/failover.md).
+type ConnTickler interface {
+	Connections() ([]vip.Conn, error)
+	Tickle(ctx context.Context, conns []vip.Conn) (int, error)
+}
+
+// tickleClients runs the tickle in the background: the serve is done, and
+// the tickle's rounds (well under a second) must not hold the loop.
+func (n *Node) tickleClients(ctx context.Context, conns []vip.Conn) {
+	if n.Tickler == nil || len(conns) == 0 {
+		return
+	}
+	go func() {
+		sent, err := n.Tickler.Tickle(ctx, conns)
+		if err != nil {
+			n.log().Warn("tickle ACKs to the clients of the VIP", "connections", len(conns), "sent", sent, "err", err)
+			return
+		}
+		n.log().Info("tickled the clients' connections to the VIP, so they reconnect now", "connections", len(conns), "sent", sent)
+	}()
+}
+
 func (n *Node) askHandover(ctx context.Context, epoch uint64) error {
-	body, _ := json.Marshal(handoverCall{Method: methodHandover, Epoch: epoch})
+	call := handoverCall{Method: methodHandover, Epoch: epoch}
+	if n.Tickler != nil {
+		// The VIP is down here already; the sockets stay until their
+		// retransmissions give up.
+		conns, err := n.Tickler.Connections()
+		if err != nil {
+			n.log().Warn("listing the clients' connections to the VIP for the peer's tickle", "err", err)
+		}
+		call.Conns = conns
+	}
+	body, _ := json.Marshal(call)
 	var last error
 	// The link first, then the public path.
 	for _, p := range n.Paths {
@@ -603,7 +654,9 @@ type dataHandler struct{ n *Node }
 func (h dataHandler) Call(ctx context.Context, body []byte) ([]byte, error) {
 	var c handoverCall
 	if json.Unmarshal(body, &c) == nil && c.Method == methodHandover {
+		h.n.tickle.Store(&c.Conns)
 		if err := h.n.request(ctx, HandoverRequest{PeerEpoch: c.Epoch}); err != nil {
+			h.n.tickle.Store(nil)
 			return nil, err
 		}
 		return []byte("{}"), nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zrepl-ha/zrepl-ha/failover/vip"
 	"github.com/zrepl-ha/zrepl-ha/transport"
 )
 
@@ -153,6 +155,28 @@ type pair struct {
 	cancelA, cancB context.CancelFunc
 	mk             func(name string) *Node
 	t              *testing.T
+	ta, tb         *fakeTickler
+}
+
+// fakeTickler reports conns as its clients' connections and records the
+// tickles it is asked for.
+type fakeTickler struct {
+	conns   []vip.Conn
+	mu      sync.Mutex
+	tickled [][]vip.Conn
+}
+
+func (f *fakeTickler) Connections() ([]vip.Conn, error) { return f.conns, nil }
+func (f *fakeTickler) Tickle(ctx context.Context, conns []vip.Conn) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tickled = append(f.tickled, conns)
+	return len(conns), nil
+}
+func (f *fakeTickler) got() [][]vip.Conn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tickled)
 }
 
 // run starts n until the returned cancel is called (and waits for it to
@@ -177,6 +201,10 @@ func startPair(t *testing.T) *pair { return startPairOpts(t, false) }
 
 func startPairOpts(t *testing.T, failback bool) *pair {
 	p := &pair{ea: &recExec{}, eb: &recExec{}, timing: fastTiming}
+	client := func(port uint16) []vip.Conn {
+		return []vip.Conn{{Local: netip.MustParseAddrPort("198.18.0.100:445"), Remote: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.50"), port)}}
+	}
+	p.ta, p.tb = &fakeTickler{conns: client(40001)}, &fakeTickler{conns: client(40002)}
 	p.publicA.Store(true)
 	p.publicB.Store(true)
 	p.gw.Store(true)
@@ -184,8 +212,9 @@ func startPairOpts(t *testing.T, failback bool) *pair {
 	p.link = [2]*cable{newCable(t, aLink), newCable(t, bLink)}
 	p.pub = [2]*cable{newCable(t, aPub), newCable(t, bPub)}
 	dir := t.TempDir()
-	mk := func(name, peer string, e *recExec, init State, lLink, lPub string, toLink, toPub *cable, pubOK *atomic.Bool) *Node {
+	mk := func(name, peer string, e *recExec, init State, lLink, lPub string, toLink, toPub *cable, pubOK *atomic.Bool, tk *fakeTickler) *Node {
 		return &Node{
+			Tickler: tk,
 			Options: Options{Name: name, PeerName: peer, Timing: p.timing},
 			Persist: StateFile{Path: filepath.Join(dir, name, "state.json")},
 			Initial: Persisted{State: init},
@@ -204,9 +233,9 @@ func startPairOpts(t *testing.T, failback bool) *pair {
 	}
 	p.mk = func(name string) *Node {
 		if name == "a" {
-			return mk("a", "b", p.ea, Active, aLink, aPub, p.link[1], p.pub[1], &p.publicA)
+			return mk("a", "b", p.ea, Active, aLink, aPub, p.link[1], p.pub[1], &p.publicA, p.ta)
 		}
-		return mk("b", "a", p.eb, Passive, bLink, bPub, p.link[0], p.pub[0], &p.publicB)
+		return mk("b", "a", p.eb, Passive, bLink, bPub, p.link[0], p.pub[0], &p.publicB, p.tb)
 	}
 	p.t = t
 	p.a, p.b = p.mk("a"), p.mk("b")
@@ -351,6 +380,18 @@ func TestNodePairOnLoopback(t *testing.T) {
 		// unexport beside the final incremental), not the fence's.
 		if u, _ := p.eb.index("unserve for handover"); u < 0 || u > slices.Index(p.eb.log, "handover") {
 			t.Fatalf("b log %v: want the handover's unserve before the handover", p.eb.log)
+		}
+		// b's clients' connections came with the handover; a, serving,
+		// tickled them (once), and nothing else. The failover before
+		// (no handover) tickled nothing on b.
+		for i := 0; len(p.ta.got()) == 0 && i < 100; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := p.ta.got(); len(got) != 1 || !slices.Equal(got[0], p.tb.conns) {
+			t.Fatalf("a tickled %v; want once %v", got, p.tb.conns)
+		}
+		if got := p.tb.got(); len(got) != 0 {
+			t.Fatalf("b tickled %v after a failover without a handover", got)
 		}
 	})
 

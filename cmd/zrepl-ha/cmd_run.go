@@ -96,12 +96,13 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		}
 		svc.Shares = m
 	}
+	var tickler failover.ConnTickler
 	if cfg.VIP.Enabled() {
 		v := &vip.VIP{Prefix: cfg.VIP.Prefix(), Interface: cfg.VIP.Interface, Log: log}
 		if err := v.Validate(); err != nil {
 			return err
 		}
-		svc.VIP = v
+		svc.VIP, tickler = v, v
 	}
 
 	init := failover.Persisted{State: failover.Passive}
@@ -122,6 +123,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		Sec:       sec,
 		ListenSec: lsec,
 		Exec:      svc,
+		Tickler:   tickler,
 		Data: &zfsrpc.Server{Receiver: changes.Receiver(&zfsrepl.LocalReceiver{ZFS: z, Sender: cfg.Peer.Name}),
 			Roots: roots, Log: log, Drill: newDrillResponder(cfg, z)},
 		Stall:      time.Duration(cfg.Transport.StallTimeout),

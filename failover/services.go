@@ -46,10 +46,11 @@ type Services struct {
 	// Final runs one snapshot -> replicate cycle per root to the peer, for
 	// a handover. Writes must already be stopped.
 	Final func(ctx context.Context) error
-	// RejoinSettle: a rejoin within this long of this node's handover
-	// waits until it has passed before it lists the peer. The peer has
-	// just begun serving then, and its clients' reconnects need its CPU
-	// more than this node's rejoin needs its listing.
+	// RejoinSettle: the first rejoin after this node's handover (within a
+	// minute of it) waits this long before it lists the peer. The rejoin
+	// starts when the peer reports active, that is just after its VIP
+	// came up, and its clients' reconnects need its CPU more than this
+	// node's rejoin needs its listing.
 	RejoinSettle time.Duration
 	handedOver   atomic.Int64 // unix ns of the last handover that went through
 	// Mount mounts a dataset writable (zfs mount -o rw); nil uses the zfs
@@ -378,17 +379,15 @@ func (s *Services) HandOver(ctx context.Context, epoch uint64, ask func(context.
 	return err
 }
 
-// settleAfterHandOver waits out RejoinSettle after this node's handover.
+// settleAfterHandOver waits RejoinSettle in the first rejoin after this
+// node's handover.
 func (s *Services) settleAfterHandOver(ctx context.Context) error {
-	at := s.handedOver.Load()
-	if s.RejoinSettle <= 0 || at == 0 {
+	at := s.handedOver.Swap(0)
+	if s.RejoinSettle <= 0 || at == 0 || time.Since(time.Unix(0, at)) > time.Minute {
 		return nil
 	}
-	wait := time.Until(time.Unix(0, at).Add(s.RejoinSettle))
-	if wait <= 0 {
-		return nil
-	}
-	s.log().Info("rejoin waits while the peer's clients reconnect", "wait", wait.Round(time.Millisecond))
+	wait := s.RejoinSettle
+	s.log().Info("rejoin waits while the peer's clients reconnect", "wait", wait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

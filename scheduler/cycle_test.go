@@ -242,6 +242,8 @@ type snapFake struct {
 }
 
 func (f *snapFake) Snapshot(ctx context.Context, root, short string, recursive bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.snaps = append(f.snaps, root+"@"+short)
 	return nil
 }
@@ -345,5 +347,60 @@ func TestFinalSnapshotNamedFromTheLastCycle(t *testing.T) {
 	final.Names = nil
 	if _, _, err := final.snapshot(context.Background(), later.Add(time.Second)); err != nil || f.lists != 4 {
 		t.Fatalf("nil Names: err %v, %d listings", err, f.lists)
+	}
+}
+
+// lockedReceiver records when the receiver was listed and refuses, so the
+// cycle stops there.
+type lockedReceiver struct {
+	zfsrepl.Receiver
+	listed chan struct{}
+}
+
+func (r lockedReceiver) Tree(context.Context, string) ([]zfsrepl.TreeDataset, error) {
+	close(r.listed)
+	return nil, errors.New("listed: stop here")
+}
+
+// A handover's final cycle takes its snapshot while the cycle in flight
+// still holds the root's lock, and lists the receiver only once it has
+// the lock.
+func TestFinalSnapshotDoesNotWaitForTheLock(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	owned := zfsrepl.Version{Name: "tank/data@" + zfsrepl.SnapshotName(now.Add(-time.Minute), 1), Type: zfsrepl.Snapshot}
+	f := &snapFake{treeFake: treeFake{tree: []zfsrepl.TreeDataset{{Name: "tank/data", Versions: []zfsrepl.Version{owned}}}}}
+	locks := &Locks{}
+	unlock := locks.Lock("tank/data") // the cycle in flight
+	rcv := lockedReceiver{listed: make(chan struct{})}
+	c := &Cycle{ZFS: f, Engine: &zfsrepl.Engine{ZFS: f}, Receiver: rcv, Clock: stillClock{now}, Locks: locks,
+		Root: zfsrepl.Root{Source: "tank/data", Target: "backup/data"}, ForceSnapshot: true, NoPrune: true, Final: true, SnapshotUnlocked: true}
+	done := make(chan error, 1)
+	go func() { _, err := c.Run(context.Background()); done <- err }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		n := len(f.snaps)
+		f.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot while the lock is held")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-rcv.listed:
+		t.Fatal("the receiver was listed while the cycle in flight held the lock")
+	case <-time.After(100 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "stop here") {
+			t.Fatalf("the cycle: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the cycle did not go on once the lock was free")
 	}
 }

@@ -510,6 +510,7 @@ func (r *replicator) final(ctx context.Context) error {
 		c.ForceSnapshot = true
 		c.NoPrune = true
 		c.Final = true
+		c.SnapshotUnlocked = true
 		res, err := c.Run(ctx)
 		if err == nil {
 			continue

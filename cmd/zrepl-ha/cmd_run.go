@@ -79,7 +79,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 		svc.PeerRoots = append(svc.PeerRoots, r.Target)
 	}
 	if len(cfg.Shares.NFS)+len(cfg.Shares.SMB) > 0 {
-		m := &shares.Manager{NFS: cfg.Shares.NFS, SMB: cfg.Shares.SMB, ZFS: z, Log: log}
+		m := &shares.Manager{NFS: cfg.Shares.NFS, SMB: cfg.Shares.SMB, ZFS: z, Log: log, ChildrenReloadAfter: 5 * time.Second}
 		if err := m.Validate(); err != nil {
 			return err
 		}

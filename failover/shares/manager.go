@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/zrepl-ha/zrepl-ha/internal/config"
 )
@@ -82,6 +83,13 @@ type Manager struct {
 	// Exec runs exportfs and smbcontrol; nil uses internal/command.
 	Exec Execer
 	Log  *slog.Logger
+	// ChildrenReloadAfter delays the background smbcontrol reload-config
+	// that follows a SIGHUP to the smbd parent. It only brings smbd
+	// children that were already connected up to date (new connections
+	// fork from the reloaded parent), and smbcontrol costs seconds of CPU
+	// on a small machine just when the clients of a promotion reconnect,
+	// or a handover's final incremental runs. 0 runs it at once.
+	ChildrenReloadAfter time.Duration
 }
 
 func (m *Manager) paths() Paths { return m.Paths.withDefaults() }

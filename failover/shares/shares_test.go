@@ -790,3 +790,38 @@ func TestZFSMounts(t *testing.T) {
 		t.Errorf("zfsMounts = %v, want %v", got, want)
 	}
 }
+
+// TestChildrenReloadWaits: with ChildrenReloadAfter set, the children's
+// reload-config after a SIGHUP comes that much later (the daemon keeps it
+// off a promotion's first seconds), and Export does not wait for it.
+func TestChildrenReloadWaits(t *testing.T) {
+	hupDefault(t)
+	r := newRig(t)
+	r.m.ChildrenReloadAfter = 400 * time.Millisecond
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Skip("no sleep binary:", err)
+	}
+	t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
+	r.pidFile(victim.Process.Pid, "smbd")
+	start := time.Now()
+	if err := r.m.Export(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= r.m.ChildrenReloadAfter {
+		t.Fatalf("Export took %s: it waited for the delayed reload", took)
+	}
+	reload := "/usr/bin/smbcontrol -s " + r.m.Paths.SMBConf + " smbd reload-config"
+	var calls []string
+	var at time.Duration
+	for i := 0; i < 300 && at == 0; i++ {
+		calls = append(calls, r.exec.take()...)
+		if slices.Contains(calls, reload) {
+			at = time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if at < r.m.ChildrenReloadAfter || at > r.m.ChildrenReloadAfter+2*time.Second {
+		t.Fatalf("reload-config %s after Export (commands %q); want after %s", at, calls, r.m.ChildrenReloadAfter)
+	}
+}

@@ -281,6 +281,9 @@ func (m *Manager) hupSMBD(p Paths) (int, error) {
 // to every smbd child; after a SIGHUP to the parent, it brings the clients
 // already connected (to other shares) up to date.
 func (m *Manager) reloadChildren(p Paths) {
+	if m.ChildrenReloadAfter > 0 {
+		time.Sleep(m.ChildrenReloadAfter)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := m.exec().Output(ctx, p.Smbcontrol, "-s", p.SMBConf, "smbd", "reload-config"); err != nil {

@@ -6,10 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zrepl-ha/zrepl-ha/internal/syncbuf"
 )
 
 // serveBoth accepts control and data connections on one listener.
@@ -68,7 +69,7 @@ func TestHeartbeaterPathDown(t *testing.T) {
 func TestHeartbeaterLogsPathDownOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hb := &Heartbeater{Path: "link", Addr: "127.0.0.1:1", Local: "alpha", Peer: "beta", Sec: Security{Plaintext: true}, Interval: 10 * time.Millisecond, Log: log}
 	hb.Run(ctx) // 100+200+400+800 ms of backoff: five tries or so
@@ -78,23 +79,6 @@ func TestHeartbeaterLogsPathDownOnce(t *testing.T) {
 	if warns != 1 || debugs < 2 {
 		t.Fatalf("%d warnings and %d debug lines, want 1 and at least 2:\n%s", warns, debugs, out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // BenchmarkHeartbeatUnderSaturatingStream measures heartbeat RTT while a

@@ -9,6 +9,7 @@ import (
 
 	"github.com/zrepl-ha/zrepl-ha/failover"
 	"github.com/zrepl-ha/zrepl-ha/internal/config"
+	"github.com/zrepl-ha/zrepl-ha/internal/syncbuf"
 	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
@@ -112,31 +113,13 @@ func TestDrainWaitsOnlyForAMovingTransfer(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink the cadence's goroutine writes to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A node that has just promoted lets its clients reconnect before its
 // first cycle; a node that starts serving otherwise (a daemon start)
 // cycles at once. The config has no retention, so a cycle that runs
 // fails at once with a retention error: that is how the test sees it ran.
 func TestFirstCycleWaitsAfterAPromotion(t *testing.T) {
 	run := func(states ...failover.State) string {
-		var buf lockedBuffer
+		var buf syncbuf.Buffer
 		r := &replicator{cfg: &config.Config{Snapshots: config.Snapshots{Cadence: "@every 1s"}},
 			log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 		for _, s := range states {

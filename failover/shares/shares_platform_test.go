@@ -18,13 +18,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/zrepl-ha/zrepl-ha/fixtures/testpool"
 	"github.com/zrepl-ha/zrepl-ha/internal/command"
 	"github.com/zrepl-ha/zrepl-ha/internal/config"
+	"github.com/zrepl-ha/zrepl-ha/internal/syncbuf"
 	"github.com/zrepl-ha/zrepl-ha/zfsrepl"
 )
 
@@ -79,7 +79,7 @@ func TestPlatformSharesExportUnexport(t *testing.T) {
 		ZFS: z, Paths: paths,
 		Exec: Runner{R: &command.Runner{Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}},
 	}
-	var logged lockedBuffer
+	var logged syncbuf.Buffer
 	m.Log = slog.New(slog.NewTextHandler(io.MultiWriter(tlog{t}, &logged), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if changed, err := m.WriteNFSConf(10*time.Second, 10*time.Second); err != nil || !changed {
 		t.Fatalf("WriteNFSConf: %v %v", changed, err)
@@ -210,24 +210,6 @@ func TestPlatformSharesExportUnexport(t *testing.T) {
 		t.Errorf("/etc/exports was touched:\n%s", b)
 	}
 	t.Logf("whole test %s", time.Since(start).Round(time.Millisecond))
-}
-
-// lockedBuffer is a log sink safe for the background reload's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // tlog sends log lines to the test's log.

@@ -89,12 +89,7 @@ func (v *VIP) Tickle(ctx context.Context, conns []Conn) (int, error) {
 		return 0, err
 	}
 	addr := v.Prefix.Addr()
-	var mine []Conn
-	for _, c := range conns {
-		if c.Local.Addr() == addr && c.Remote.Addr().Is4() == addr.Is4() {
-			mine = append(mine, c)
-		}
-	}
+	mine := ours(addr, conns)
 	if len(mine) == 0 {
 		return 0, nil
 	}
@@ -113,6 +108,25 @@ func (v *VIP) Tickle(ctx context.Context, conns []Conn) (int, error) {
 		return n, fmt.Errorf("%s: tickle ACKs (after %d): %w", v, n, err)
 	}
 	return n, nil
+}
+
+// ours is what Tickle sends to: the connections whose local address is
+// addr and whose client is of its family, each once, at most MaxConns (the
+// list comes from the peer).
+func ours(addr netip.Addr, conns []Conn) []Conn {
+	var mine []Conn
+	seen := map[Conn]bool{}
+	for _, c := range conns {
+		if len(mine) == MaxConns {
+			break
+		}
+		if c.Local.Addr() != addr || c.Remote.Addr().Is4() != addr.Is4() || !c.Remote.IsValid() || c.Remote.Port() == 0 || seen[c] {
+			continue
+		}
+		seen[c] = true
+		mine = append(mine, c)
+	}
+	return mine
 }
 
 type tickler struct {

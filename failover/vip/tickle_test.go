@@ -39,3 +39,31 @@ func TestTickleSegment(t *testing.T) {
 		t.Errorf("checksum %#04x, want 0x92b0", got)
 	}
 }
+
+// Tickle sends only to connections of its own address and family, each
+// once, at most MaxConns of them: the list comes from the peer.
+func TestTickleOnlyOurConnections(t *testing.T) {
+	vip := netip.MustParseAddr("198.18.0.100")
+	c := func(local, remote string) Conn {
+		return Conn{Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
+	}
+	got := ours(vip, []Conn{
+		c("198.18.0.100:445", "198.18.0.50:40001"),
+		c("198.18.0.100:445", "198.18.0.50:40001"),   // twice
+		c("198.18.0.1:445", "198.18.0.50:40002"),     // the node's own address
+		c("198.18.0.100:2049", "[2001:db8::50]:871"), // another family
+		c("198.18.0.100:2049", "198.18.0.50:0"),      // no port
+		c("198.18.0.100:2049", "198.18.0.50:871"),
+	})
+	want := []Conn{c("198.18.0.100:445", "198.18.0.50:40001"), c("198.18.0.100:2049", "198.18.0.50:871")}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("ours: %v, want %v", got, want)
+	}
+	many := make([]Conn, MaxConns+10)
+	for i := range many {
+		many[i] = Conn{Local: netip.AddrPortFrom(vip, 445), Remote: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.50"), uint16(1000+i))}
+	}
+	if n := len(ours(vip, many)); n != MaxConns {
+		t.Fatalf("%d of %d connections kept, want at most %d", n, len(many), MaxConns)
+	}
+}

@@ -672,12 +672,12 @@ func moving(ts []failover.Transfer, now time.Time) bool {
 const sourcePruneEvery = 30 * time.Second
 
 // servingSettle: after a promotion the cadence waits this long before its
-// first cycle (replicator.onChange). rejoinSettle: after a handover, this
-// node's rejoin waits until this long has passed before it lists the peer
+// first cycle (replicator.onChange). rejoinSettle: the first rejoin after
+// this node's handover waits this long before it lists the peer
 // (failover.Services.RejoinSettle). Both keep zfs listings off the new
 // active's CPU while its clients reconnect: in the lab (one emulated CPU
 // per node) two listings of about 2 s each ran there right after the VIP
-// came up, and the first client read came 2.2 s after it.
+// came up, and the first client read came about 2 s after it.
 const (
 	servingSettle = 4 * time.Second
 	rejoinSettle  = 3 * time.Second

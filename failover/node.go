@@ -630,13 +630,16 @@ func (n *Node) askHandover(ctx context.Context, epoch uint64) error {
 	var last error
 	// The link first, then the public path.
 	for _, p := range n.Paths {
+		start := time.Now()
 		c, err := transport.Dial(ctx, p.PeerAddr, n.Options.Name, n.Options.PeerName, transport.PurposeData, n.Sec, n.log())
 		if err != nil {
 			last = err
 			continue
 		}
+		dialed := time.Now()
 		_, err = c.Call(ctx, body, 30*time.Second)
 		c.Close()
+		n.log().Debug("asked the peer to take over", "peer", p.PeerAddr, "dial", dialed.Sub(start).Round(time.Millisecond), "call", time.Since(dialed).Round(time.Millisecond), "conns", len(call.Conns), "err", err)
 		if err == nil {
 			return nil
 		}
@@ -654,6 +657,7 @@ type dataHandler struct{ n *Node }
 func (h dataHandler) Call(ctx context.Context, body []byte) ([]byte, error) {
 	var c handoverCall
 	if json.Unmarshal(body, &c) == nil && c.Method == methodHandover {
+		h.n.log().Debug("the peer asks this node to take over", "epoch", c.Epoch, "conns", len(c.Conns))
 		h.n.tickle.Store(&c.Conns)
 		if err := h.n.request(ctx, HandoverRequest{PeerEpoch: c.Epoch}); err != nil {
 			h.n.tickle.Store(nil)

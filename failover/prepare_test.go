@@ -209,3 +209,134 @@ func TestPoolChangesQuietWhilePeerHandsOver(t *testing.T) {
 		t.Fatalf("destroy once the handover is over: %v, %d destroys", err, inner.n)
 	}
 }
+
+// While the peer hands over, its final receive is followed by its ask to
+// promote: the plan is read as the receive ends (PoolChanges.Received),
+// not after the ask, and Serve takes it.
+func TestPrepareHandoverAfterTheFinalReceive(t *testing.T) {
+	ctx := context.Background()
+	z := &treeZFS{}
+	s := &Services{ZFS: z, Roots: []string{"tank/a"}, Changes: &PoolChanges{}}
+	var busyAtCall []bool
+	s.Changes.Received = func() {
+		_, busy := s.Changes.Read()
+		busyAtCall = append(busyAtCall, busy)
+		go s.PrepareHandover(ctx)
+	}
+	rcv := s.Changes.Receiver(nopReceiver{})
+	if err := rcv.Receive(ctx, zfsrepl.ReceiveRequest{}, strings.NewReader("")); err != nil {
+		t.Fatal(err)
+	}
+	if len(busyAtCall) != 1 || busyAtCall[0] {
+		t.Fatalf("Received calls (busy at each): %v, want one, after the receive stopped counting", busyAtCall)
+	}
+	// Serve's wait: the prepare started in the background has ended.
+	deadline := time.Now().Add(5 * time.Second)
+	var plans map[string]RootPlan
+	for plans == nil && time.Now().Before(deadline) {
+		s.waitPrepared(ctx, time.Second)
+		plans, _ = s.takePrepared()
+	}
+	if plans == nil || plans["tank/a"].Snapshot == "" || z.calls != 1 {
+		t.Fatalf("no plan after the final receive (%d listings): %+v", z.calls, plans)
+	}
+
+	// A failed receive calls nothing.
+	busyAtCall = nil
+	bad := s.Changes.Receiver(failingReceiver{})
+	if err := bad.Receive(ctx, zfsrepl.ReceiveRequest{}, strings.NewReader("")); err == nil {
+		t.Fatal("the failing receiver succeeded")
+	}
+	if len(busyAtCall) != 0 {
+		t.Error("Received was called after a failed receive")
+	}
+}
+
+type failingReceiver struct{ zfsrepl.Receiver }
+
+func (failingReceiver) Receive(context.Context, zfsrepl.ReceiveRequest, io.Reader) error {
+	return errors.New("cannot receive incremental stream: destination has been modified")
+}
+
+// Unlike Prepare, PrepareHandover stops no receive: the peer is alive and
+// sending, and a receive in progress means there is nothing to read yet.
+func TestPrepareHandoverLeavesReceivesAlone(t *testing.T) {
+	ctx := context.Background()
+	z := &treeZFS{}
+	s := &Services{ZFS: z, Roots: []string{"tank/a"}, Changes: &PoolChanges{}}
+	br := blockingReceiver{started: make(chan struct{})}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Changes.Receiver(br).Receive(rctx, zfsrepl.ReceiveRequest{}, strings.NewReader("")) }()
+	<-br.started
+	s.PrepareHandover(ctx)
+	select {
+	case err := <-errc:
+		t.Fatalf("the receive ended: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if plans, _ := s.takePrepared(); plans != nil || z.calls != 0 {
+		t.Fatalf("a plan was read while a receive ran (%d listings)", z.calls)
+	}
+}
+
+// One prepare at a time; one asked for while another runs runs after it,
+// so the plan kept was read after the last receive. Serve waits for the
+// one in flight rather than listing beside it.
+func TestPrepareRunsAgainAfterTheOneInFlight(t *testing.T) {
+	ctx := context.Background()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 4)
+	z := &treeZFS{}
+	s := &Services{ZFS: z, Roots: []string{"tank/a"}, Changes: &PoolChanges{}}
+	z.during = func() {
+		entered <- struct{}{}
+		if z.calls == 1 {
+			<-release
+		}
+	}
+	first := make(chan struct{})
+	go func() { s.PrepareHandover(ctx); close(first) }()
+	<-entered
+	// The pool changes while the first reads: its plan is not kept.
+	s.Changes.Begin()()
+	s.PrepareHandover(ctx) // returns at once: the first will run again
+	select {
+	case <-first:
+		t.Fatal("the first prepare ended while its listing was held")
+	default:
+	}
+
+	waited := make(chan struct{})
+	go func() { s.waitPrepared(ctx, 10*time.Second); close(waited) }()
+	select {
+	case <-waited:
+		t.Fatal("waitPrepared returned while a prepare was in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("waitPrepared did not return once the prepare ended")
+	}
+	<-first
+	if z.calls != 2 {
+		t.Fatalf("%d listings, want 2 (the second after the change)", z.calls)
+	}
+	if plans, _ := s.takePrepared(); plans == nil {
+		t.Fatal("no plan kept from the listing after the change")
+	}
+
+	// Bounded: a prepare that never ends is not waited for past max.
+	stuck := make(chan struct{})
+	s.prep.mu.Lock()
+	s.prep.running = stuck
+	s.prep.mu.Unlock()
+	start := time.Now()
+	s.waitPrepared(ctx, 50*time.Millisecond)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("waitPrepared waited %s for a stuck prepare, bound 50ms", d)
+	}
+}

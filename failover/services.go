@@ -114,6 +114,7 @@ func (s *Services) Serve(ctx context.Context, epoch uint64) error {
 		// over (and its final stream has arrived already).
 		s.stopReceives(ctx, "stopped receives to promote")
 	}
+	s.waitPrepared(ctx, preparedWait)
 	pre, age := s.takePrepared()
 	if s.Changes != nil {
 		defer s.Changes.Begin()()

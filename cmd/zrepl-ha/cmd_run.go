@@ -173,7 +173,15 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	// The peer handing over to us: its final receive and our promotion
 	// follow within seconds, and a retention destroy beside them is a txg
 	// both wait for.
-	changes.QuietWhen = func() bool { st, ok := node.PeerState(); return ok && st == failover.Demoting }
+	peerHandsOver := func() bool { st, ok := node.PeerState(); return ok && st == failover.Demoting }
+	changes.QuietWhen = peerHandsOver
+	// Its final receive has just ended: read the promotion plan while its
+	// ask is on the way.
+	changes.Received = func() {
+		if peerHandsOver() {
+			go svc.PrepareHandover(ctx)
+		}
+	}
 	if err := node.Init(time.Now()); err != nil {
 		return err
 	}

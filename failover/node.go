@@ -333,8 +333,76 @@ func (n *Node) Promote(ctx context.Context, ignorePeer bool) error {
 // Demote is `zrepl-ha demote`.
 func (n *Node) Demote(ctx context.Context) error { return n.request(ctx, AdminDemote{}) }
 
-// Switchover is `zrepl-ha switchover`.
-func (n *Node) Switchover(ctx context.Context) error { return n.request(ctx, AdminSwitchover{}) }
+// Switchover is `zrepl-ha switchover`. It asks the peer first whether it
+// can take over now: a peer still rejoining (its roots moving into a
+// rescue and cloned back, up to a minute after a failover) refuses the
+// final incremental, and it did so only after this node had dropped its
+// VIP and unexported: an outage for nothing, ending in a fence and a
+// resume.
+func (n *Node) Switchover(ctx context.Context) error {
+	if err := n.peerReady(ctx); err != nil {
+		return err
+	}
+	return n.request(ctx, AdminSwitchover{})
+}
+
+// methodReady asks a peer whether it can take over now (Switchover).
+const methodReady = "failover.ready"
+
+// peerReadyTimeout bounds the question: a peer that does not answer in
+// time is left to the machine's own checks (contact, the peer's role).
+const peerReadyTimeout = 3 * time.Second
+
+// peerReady returns an error only when the peer answered that it cannot
+// take over now. No answer, or an answer of a release without the
+// question, leaves the decision to the machine, as before.
+func (n *Node) peerReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, peerReadyTimeout)
+	defer cancel()
+	body, _ := json.Marshal(struct {
+		Method string `json:"method"`
+	}{methodReady})
+	for _, p := range n.Paths {
+		c, err := transport.Dial(ctx, p.PeerAddr, n.Options.Name, n.Options.PeerName, transport.PurposeData, n.Sec, n.log())
+		if err != nil {
+			continue
+		}
+		_, err = c.Call(ctx, body, peerReadyTimeout)
+		c.Close()
+		if err == nil {
+			return nil
+		}
+		if zfsrpc.IsNotReady(err) {
+			return fmt.Errorf("the peer cannot take over now (%w); try again once `zrepl-ha status` on it shows no action in progress", err)
+		}
+		var pe *transport.PeerError
+		if errors.As(err, &pe) {
+			n.log().Debug("the peer did not answer whether it can take over; going on", "err", err)
+			return nil
+		}
+	}
+	return nil
+}
+
+// readyToTakeOver answers methodReady: nil if this node could take a
+// handover now.
+func (n *Node) readyToTakeOver() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.machine == nil {
+		return zfsrpc.NotReady(fmt.Errorf("this node is starting"))
+	}
+	m := n.machine
+	switch {
+	case m.actionBusy == ActRejoin || !m.rejoinRetryAt.IsZero():
+		return zfsrpc.NotReady(fmt.Errorf("this node is rejoining (its roots are being rescued and cloned back)"))
+	case m.actionBusy != 0:
+		return zfsrpc.NotReady(fmt.Errorf("this node is busy (%s in progress)", m.actionBusy))
+	case m.state != Passive:
+		return fmt.Errorf("this node is %s, not a passive that can take over", m.state)
+	}
+	return nil
+}
 
 func (n *Node) payload() transport.Heartbeat {
 	n.mu.Lock()
@@ -682,13 +750,19 @@ func (h dataHandler) Call(ctx context.Context, body []byte) ([]byte, error) {
 		}
 		return []byte("{}"), nil
 	}
-	if h.n.Data == nil {
-		return nil, fmt.Errorf("this node does not accept replication")
-	}
 	var m struct {
 		Method string `json:"method"`
 	}
 	_ = json.Unmarshal(body, &m)
+	if m.Method == methodReady {
+		if err := h.n.readyToTakeOver(); err != nil {
+			return nil, err
+		}
+		return []byte("{}"), nil
+	}
+	if h.n.Data == nil {
+		return nil, fmt.Errorf("this node does not accept replication")
+	}
 	if err := h.n.refuseReplication(m.Method); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/zrepl-ha/zrepl-ha/failover/vip"
 	"github.com/zrepl-ha/zrepl-ha/transport"
+	"github.com/zrepl-ha/zrepl-ha/transport/zfsrpc"
 )
 
 // cable is a loopback TCP forwarder that a test can pull and plug back.
@@ -460,4 +462,62 @@ func TestRefuseReplication(t *testing.T) {
 			t.Errorf("active, %s: %v", m, err)
 		}
 	}
+}
+
+// A switchover asks the peer first: one that is rejoining (or busy) says
+// so, and the active keeps serving instead of dropping its VIP for a
+// handover the peer would refuse.
+func TestSwitchoverRefusedWhileThePeerRejoins(t *testing.T) {
+	p := startPair(t)
+	waitRole(t, p.a, "active", 5*time.Second)
+	waitPeer(t, p.a, "passive", time.Second)
+	p.b.mu.Lock()
+	p.b.machine.rejoinRetryAt = time.Now().Add(time.Hour) // a rejoin that failed, to be tried again
+	p.b.mu.Unlock()
+	err := p.a.Switchover(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "rejoining") || !strings.Contains(err.Error(), "try again") {
+		t.Fatalf("switchover while the peer rejoins: %v, want a refusal that names the rejoin and says to try again", err)
+	}
+	holdRole(t, p.a, "active", 2*p.timing.Threshold)
+	if p.ea.has("unserve for handover") || !p.ea.serving.Load() {
+		t.Fatalf("a stopped serving for a refused switchover: %v", p.ea.log)
+	}
+	p.b.mu.Lock()
+	p.b.machine.rejoinRetryAt = time.Time{}
+	p.b.mu.Unlock()
+	if err := p.a.Switchover(context.Background()); err != nil {
+		t.Fatalf("switchover once the peer is ready: %v", err)
+	}
+	waitRole(t, p.b, "active", 5*time.Second)
+}
+
+func TestReadyToTakeOver(t *testing.T) {
+	now := time.Now()
+	if err := (&Node{}).readyToTakeOver(); !zfsrpc.IsNotReady(toPeerError(err)) {
+		t.Errorf("starting node: %v, want not-ready", err)
+	}
+	n := &Node{machine: NewMachine(Options{}, Persisted{State: Passive, Epoch: 1}, now)}
+	if err := n.readyToTakeOver(); err != nil {
+		t.Errorf("idle passive: %v", err)
+	}
+	for _, busy := range []ActionKind{ActRejoin, ActServe} {
+		n.machine.actionBusy = busy
+		if err := n.readyToTakeOver(); !zfsrpc.IsNotReady(toPeerError(err)) {
+			t.Errorf("passive busy with %s: %v, want not-ready", busy, err)
+		}
+	}
+	n.machine.actionBusy = 0
+	n.machine.state = Active
+	if err := n.readyToTakeOver(); err == nil || zfsrpc.IsNotReady(toPeerError(err)) {
+		t.Errorf("active: %v, want a plain refusal", err)
+	}
+}
+
+// toPeerError turns a handler's error into what the caller of the
+// transport sees.
+func toPeerError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &transport.PeerError{End: transport.ErrorEnd(err)}
 }

@@ -195,6 +195,13 @@ func fromEnd(err error, dataset string) error {
 // or starting): the client gets zfsrepl.ErrPeerNotReady.
 func NotReady(err error) error { return &codedError{codeNotReady, err} }
 
+// IsNotReady tells whether err is the peer's NotReady refusal, as a
+// transport call (not through Client) returns it.
+func IsNotReady(err error) bool {
+	var pe *transport.PeerError
+	return errors.As(err, &pe) && pe.End.Code == codeNotReady
+}
+
 // Server answers a Client with a local receiver.
 type Server struct {
 	Receiver zfsrepl.Receiver

@@ -148,7 +148,7 @@ type Carrier struct{ Up bool }
 // every moment of the hold is failover time (a second was an eighth of
 // the 8 s target in the lab). A link renegotiating after a switch port
 // bounced stays down for seconds, and a handover is the right answer.
-const CarrierHold = 500 * time.Millisecond
+const CarrierHold = 250 * time.Millisecond
 
 // Done: an action finished; Err is nil on success.
 type Done struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -526,6 +527,30 @@ func (n *Node) checkFailback(ctx context.Context, now time.Time) {
 	}
 }
 
+// unserveFirst moves unserve actions ahead of the rest, keeping the order
+// otherwise. Stopping service needs nothing persisted first (a restart
+// with the old state on disk fences and resumes only by consent), while
+// the persist is an fsync on the pool: under the lab's SMB copy it held
+// a handover's VIP drop for 0.4 s, with the cable already out.
+func unserveFirst(acts []Action) []Action {
+	i := slices.IndexFunc(acts, func(a Action) bool { return a.Kind == ActUnserve })
+	if i <= 0 {
+		return acts
+	}
+	out := make([]Action, 0, len(acts))
+	for _, a := range acts {
+		if a.Kind == ActUnserve {
+			out = append(out, a)
+		}
+	}
+	for _, a := range acts {
+		if a.Kind != ActUnserve {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // step feeds one event and starts its actions. Persisting happens here,
 // before anything that depends on it runs.
 func (n *Node) step(ctx context.Context, ev Event) error {
@@ -548,6 +573,7 @@ func (n *Node) step(ctx context.Context, ev Event) error {
 			n.Observer.Decision(last)
 		}
 	}
+	acts = unserveFirst(acts)
 	for i, a := range acts {
 		switch a.Kind {
 		case ActPersist:

@@ -521,3 +521,27 @@ func toPeerError(err error) error {
 	}
 	return &transport.PeerError{End: transport.ErrorEnd(err)}
 }
+
+// A handover's VIP drop does not wait for the state file's fsync; every
+// other action keeps its order.
+func TestUnserveFirst(t *testing.T) {
+	m := NewMachine(Options{Timing: fastTiming}, Persisted{State: Active, Epoch: 3}, time.Now())
+	m.state = Active // serving, as when the cable goes
+	acts := m.handOver(nil, time.Now(), "test")
+	got := unserveFirst(acts)
+	var kinds []ActionKind
+	for _, a := range got {
+		kinds = append(kinds, a.Kind)
+	}
+	if want := []ActionKind{ActUnserve, ActPersist, ActHandOver}; !slices.Equal(kinds, want) {
+		t.Fatalf("handover actions run as %v, want %v", kinds, want)
+	}
+	if !got[0].HandOver || got[1].State != Demoting || got[2].Epoch != 3 {
+		t.Fatalf("actions changed on the way: %+v", got)
+	}
+	// Nothing to move: the same slice back.
+	plain := []Action{{Kind: ActPersist}, {Kind: ActServe}}
+	if out := unserveFirst(plain); &out[0] != &plain[0] {
+		t.Error("a list without an unserve was copied")
+	}
+}

@@ -115,6 +115,9 @@ type Node struct {
 	// tickle: the connections the peer's handover named, for the serve
 	// that follows it.
 	tickle atomic.Pointer[[]vip.Conn]
+	// handoverPersist: the persist of a handover's Demoting state, run
+	// beside its final incremental; the ask waits for it.
+	handoverPersist atomic.Pointer[chan error]
 
 	mu      sync.Mutex
 	machine *Machine // for View under mu; owned by the loop otherwise
@@ -577,6 +580,15 @@ func (n *Node) step(ctx context.Context, ev Event) error {
 	for i, a := range acts {
 		switch a.Kind {
 		case ActPersist:
+			if i+1 < len(acts) && acts[i+1].Kind == ActHandOver {
+				// The final incremental needs nothing persisted; only the ask
+				// does (the peer promotes on it), and it waits for this. The
+				// fsync on a busy pool held the final 0.4-0.8 s in the lab.
+				done := make(chan error, 1)
+				go func(p Persisted) { done <- n.Persist.Save(p, now) }(Persisted{State: a.State, Epoch: a.Epoch})
+				n.handoverPersist.Store(&done)
+				continue
+			}
 			if perr := n.Persist.Save(Persisted{State: a.State, Epoch: a.Epoch}, now); perr != nil {
 				n.log().Error("cannot persist the failover state; not acting on it", "err", perr)
 				// Never serve under an epoch that a restart would not know.
@@ -653,7 +665,16 @@ func (n *Node) executor(ctx context.Context) {
 			}
 		case ActHandOver:
 			conns := n.clientConns()
-			err = n.Exec.HandOver(actx, a.Epoch, func(ctx context.Context) error { return n.askHandover(ctx, a.Epoch, conns()) })
+			persisted := n.handoverPersist.Swap(nil)
+			err = n.Exec.HandOver(actx, a.Epoch, func(ctx context.Context) error {
+				if persisted != nil {
+					if perr := <-*persisted; perr != nil {
+						n.log().Error("cannot persist the failover state; not asking the peer to take over", "err", perr)
+						return fmt.Errorf("persisting the handover before the ask: %w", perr)
+					}
+				}
+				return n.askHandover(ctx, a.Epoch, conns())
+			})
 		case ActRejoin:
 			err = n.Exec.Rejoin(actx, a.Epoch)
 		}

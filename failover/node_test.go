@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -543,5 +544,41 @@ func TestUnserveFirst(t *testing.T) {
 	plain := []Action{{Kind: ActPersist}, {Kind: ActServe}}
 	if out := unserveFirst(plain); &out[0] != &plain[0] {
 		t.Error("a list without an unserve was copied")
+	}
+}
+
+// A handover's state is persisted beside its final incremental, and the
+// ask waits for it: a state that cannot be written means the peer is
+// never asked, so it never promotes on a handover this node could not
+// record.
+func TestHandoverAskWaitsForThePersist(t *testing.T) {
+	p := startPair(t)
+	waitRole(t, p.a, "active", 5*time.Second)
+	waitPeer(t, p.a, "passive", time.Second)
+	// A file where a's state directory was: every Save fails.
+	dir := filepath.Dir(p.a.Persist.Path)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.a.Switchover(context.Background()); err != nil {
+		t.Fatalf("switchover: %v", err)
+	}
+	// a starts the handover (its final incremental runs), but b is never
+	// asked: it stays passive.
+	for i := 0; !p.ea.has("handover") && i < 200; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !p.ea.has("handover") {
+		t.Fatalf("a did not start the handover: %v", p.ea.log)
+	}
+	holdRole(t, p.b, "passive", 3*p.timing.Threshold)
+	if p.eb.has("serve") {
+		t.Fatalf("b served on a handover a could not persist: %v", p.eb.log)
+	}
+	if s := p.a.Status(); s.Role == "passive" {
+		t.Fatalf("a turned passive without the peer taking over (%s)", s.Decision.Reason)
 	}
 }

@@ -555,7 +555,9 @@ func unserveFirst(acts []Action) []Action {
 }
 
 // step feeds one event and starts its actions. Persisting happens here,
-// before anything that depends on it runs.
+// before anything that depends on it runs: a serve, a rejoin, or (for a
+// handover, whose persist runs beside its final incremental) the ask
+// that lets the peer promote.
 func (n *Node) step(ctx context.Context, ev Event) error {
 	now := time.Now()
 	n.mu.Lock()

@@ -366,24 +366,12 @@ func (n *Node) peerReady(ctx context.Context) error {
 	body, _ := json.Marshal(struct {
 		Method string `json:"method"`
 	}{methodReady})
-	for _, p := range n.Paths {
-		c, err := transport.Dial(ctx, p.PeerAddr, n.Options.Name, n.Options.PeerName, transport.PurposeData, n.Sec, n.log())
-		if err != nil {
-			continue
-		}
-		_, err = c.Call(ctx, body, peerReadyTimeout)
-		c.Close()
-		if err == nil {
-			return nil
-		}
-		if zfsrpc.IsNotReady(err) {
-			return fmt.Errorf("the peer cannot take over now (%w); try again once `zrepl-ha status` on it shows no action in progress", err)
-		}
-		var pe *transport.PeerError
-		if errors.As(err, &pe) {
-			n.log().Debug("the peer did not answer whether it can take over; going on", "err", err)
-			return nil
-		}
+	err := n.callPeer(ctx, "asked the peer whether it can take over", body, peerReadyTimeout)
+	if zfsrpc.IsNotReady(err) {
+		return fmt.Errorf("the peer cannot take over now (%w); try again once `zrepl-ha status` on it shows no action in progress", err)
+	}
+	if err != nil {
+		n.log().Debug("the peer did not answer whether it can take over; going on", "err", err)
 	}
 	return nil
 }
@@ -759,10 +747,24 @@ func (n *Node) clientConns() func() []vip.Conn {
 }
 
 func (n *Node) askHandover(ctx context.Context, epoch uint64, conns []vip.Conn) error {
-	call := handoverCall{Method: methodHandover, Epoch: epoch, Conns: conns}
-	body, _ := json.Marshal(call)
+	body, _ := json.Marshal(handoverCall{Method: methodHandover, Epoch: epoch, Conns: conns})
+	err := n.callPeer(ctx, "ask the peer to take over", body, 30*time.Second)
+	var pe *transport.PeerError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		return fmt.Errorf("the peer refused the handover: %w", err)
+	}
+	return fmt.Errorf("ask the peer to take over: %w", err)
+}
+
+// callPeer makes one call on the peer's data connection, on the link
+// first, then the public path. It returns at the first answer, an error
+// the peer sent (a *transport.PeerError) included; otherwise the last
+// path's error.
+func (n *Node) callPeer(ctx context.Context, what string, body []byte, timeout time.Duration) error {
 	var last error
-	// The link first, then the public path.
 	for _, p := range n.Paths {
 		start := time.Now()
 		c, err := transport.Dial(ctx, p.PeerAddr, n.Options.Name, n.Options.PeerName, transport.PurposeData, n.Sec, n.log())
@@ -771,19 +773,19 @@ func (n *Node) askHandover(ctx context.Context, epoch uint64, conns []vip.Conn) 
 			continue
 		}
 		dialed := time.Now()
-		_, err = c.Call(ctx, body, 30*time.Second)
+		_, err = c.Call(ctx, body, timeout)
 		c.Close()
-		n.log().Debug("asked the peer to take over", "peer", p.PeerAddr, "dial", dialed.Sub(start).Round(time.Millisecond), "call", time.Since(dialed).Round(time.Millisecond), "conns", len(call.Conns), "err", err)
-		if err == nil {
-			return nil
-		}
+		n.log().Debug(what, "peer", p.PeerAddr, "dial", dialed.Sub(start).Round(time.Millisecond), "call", time.Since(dialed).Round(time.Millisecond), "err", err)
 		var pe *transport.PeerError
-		if errors.As(err, &pe) {
-			return fmt.Errorf("the peer refused the handover: %w", err)
+		if err == nil || errors.As(err, &pe) {
+			return err
 		}
 		last = err
 	}
-	return fmt.Errorf("ask the peer to take over: %w", last)
+	if last == nil {
+		last = errors.New("no path to the peer is configured")
+	}
+	return last
 }
 
 type dataHandler struct{ n *Node }

@@ -28,6 +28,9 @@ type Binaries struct {
 type Exec struct {
 	Bin    Binaries
 	Runner *command.Runner
+	// Threads, when set, raises the kernel threads of every Send and Recv
+	// while it runs (OpenZFS starts them at nice 19).
+	Threads *ThreadRaiser
 }
 
 // NewExec returns an Exec that logs commands to log (nil discards).

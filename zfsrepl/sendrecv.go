@@ -108,6 +108,7 @@ func (z *Exec) Send(ctx context.Context, o SendOptions, w io.Writer) error {
 	}
 	c := z.Runner.Command(ctx, z.Bin.ZFS, append([]string{"send"}, args...)...)
 	c.Stdout = w
+	defer z.Threads.Hold()()
 	return wrapExec(c.Run())
 }
 
@@ -153,7 +154,9 @@ func (z *Exec) Recv(ctx context.Context, target string, o RecvOptions, r io.Read
 	}
 	c := z.Runner.Command(ctx, z.Bin.ZFS, append([]string{"receive"}, args...)...)
 	c.Stdin = r
+	release := z.Threads.Hold()
 	err = wrapExec(c.Run())
+	release()
 	if err == nil || !o.Resumable {
 		return err
 	}

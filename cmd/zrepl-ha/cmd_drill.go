@@ -85,7 +85,7 @@ func runDrill(ctx context.Context, out, errw io.Writer, o drillOptions) error {
 		return &usageError{fmt.Sprintf("--files %d: want 1..%d", o.Files, zfsrpc.MaxDrillPaths)}
 	}
 	log, _ := newLevelLogger(cfg, errw)
-	z := zfsrepl.NewExec(zfsrepl.Binaries{}, log)
+	z := transferExec(log)
 	sec, _, err := security(cfg, log)
 	if err != nil {
 		return err

@@ -84,7 +84,7 @@ func newReplicateCommand() *cli.Command {
 				Initial: c.String("initial"), MaxStreamSize: c.String("max-stream-size"),
 				PeerName: c.String("peer-name"), Progress: c.String("progress"),
 			}
-			_, err := runReplicate(ctx, stdout(c), stderr(c), opts, zfsrepl.NewExec(zfsrepl.Binaries{}, nil))
+			_, err := runReplicate(ctx, stdout(c), stderr(c), opts, transferExec(nil))
 			return err
 		},
 	}

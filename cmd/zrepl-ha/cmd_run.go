@@ -46,6 +46,17 @@ func newRunCommand() *cli.Command {
 // nfsGrace is the NFSv4 grace and lease time zrepl-ha sets.
 const nfsGrace = 10 * time.Second
 
+// transferExec is the Exec of the commands that replicate: zfs's send and
+// receive kernel threads run at this process's priority, not OpenZFS's
+// nice 19 (zfsrepl.ThreadRaiser). Without /proc it is a plain Exec.
+func transferExec(log *slog.Logger) *zfsrepl.Exec {
+	z := zfsrepl.NewExec(zfsrepl.Binaries{}, log)
+	if nice, err := zfsrepl.DaemonNice(""); err == nil {
+		z.Threads = &zfsrepl.ThreadRaiser{Nice: nice, Log: log}
+	}
+	return z
+}
+
 // runDaemon builds the node from the config and runs it until ctx ends.
 func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	cfg, err := config.Load(path)
@@ -54,7 +65,7 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	}
 	log, level := newLevelLogger(cfg, errw)
 	sd := newSystemd(log)
-	z := zfsrepl.NewExec(zfsrepl.Binaries{}, log)
+	z := transferExec(log)
 
 	sec, lsec, err := security(cfg, log)
 	if err != nil {

@@ -67,10 +67,10 @@ func sendThreadsAt(nice int) func(map[string]int) bool {
 	return func(th map[string]int) bool {
 		n := 0
 		for name, v := range th {
+			if v != nice {
+				return false
+			}
 			if strings.HasPrefix(name, "send_") {
-				if v != nice {
-					return false
-				}
 				n++
 			}
 		}

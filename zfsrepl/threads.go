@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/procfs"
@@ -42,6 +43,7 @@ type ThreadRaiser struct {
 	// leaves it.
 	seen   map[int]bool
 	raised int
+	warned atomic.Bool
 }
 
 // threadPrefixes name the kernel threads of sends and receives (the SPL
@@ -120,13 +122,15 @@ func (r *ThreadRaiser) run(stop, done chan struct{}) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	failed := false
 	for {
-		if _, err := r.Poll(); err != nil && !failed {
-			// Logged once per hold: a host without /proc or without the
-			// right to renice says so and replicates at OpenZFS's priority.
-			failed = true
-			r.log().Warn("cannot raise the priority of zfs's send and receive threads; transfers run at OpenZFS's nice 19", "err", err)
+		if _, err := r.Poll(); err != nil {
+			// Warned once per raiser, debug after: a host without /proc
+			// or without CAP_SYS_NICE replicates at OpenZFS's priority.
+			if r.warned.CompareAndSwap(false, true) {
+				r.log().Warn("cannot raise the priority of zfs's send and receive threads; transfers run at OpenZFS's nice 19 (the daemon needs CAP_SYS_NICE)", "err", err)
+			} else {
+				r.log().Debug("cannot raise the priority of zfs's send and receive threads", "err", err)
+			}
 		}
 		select {
 		case <-stop:

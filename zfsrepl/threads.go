@@ -22,13 +22,13 @@ import (
 // lab a cycle's send put out 1.4 KB in 6 s under an SMB copy.
 //
 // One poller serves every transfer of the process: it runs while at least
-// one Hold is outstanding, lists /proc every Every and renices the kernel
-// threads named so whose nice is above Nice. Threads of a send started by
+// one Hold is outstanding, lists /proc (Every at first, backing off to a
+// second) and renices the kernel threads named so whose nice is above Nice. Threads of a send started by
 // anything else on the host get the same priority while ours run.
 type ThreadRaiser struct {
 	Proc  string        // the proc file system; "/proc" when empty
 	Nice  int           // the nice value to give the threads
-	Every time.Duration // poll period; 50 ms when zero
+	Every time.Duration // first poll period; 50 ms when zero
 	Log   *slog.Logger  // nil discards
 
 	// SetNice sets a thread's nice value; setNice (setpriority(2)) when nil.
@@ -38,6 +38,7 @@ type ThreadRaiser struct {
 	users int
 	stop  chan struct{}
 	done  chan struct{}
+	kick  chan struct{}
 	// seen holds the pids already read that are not ours, so a poll reads
 	// only new pids and our own threads' stat. A pid gone from /proc
 	// leaves it.
@@ -74,10 +75,10 @@ func DaemonNice(proc string) (int, error) {
 	return st.Nice, nil
 }
 
-// Hold starts the poller if it is not running and returns the function
-// that ends this hold; the poller stops with the last one. Its first poll
-// runs at once, before Hold returns, so a transfer's threads are found
-// within one period of their start.
+// Hold starts the poller if it is not running, or has it poll again at
+// once and then quickly, and returns the function that ends this hold;
+// the poller stops with the last one. Polls come Every apart at first,
+// then twice as far apart each time, up to a second.
 func (r *ThreadRaiser) Hold() (release func()) {
 	if r == nil {
 		return func() {}
@@ -85,8 +86,13 @@ func (r *ThreadRaiser) Hold() (release func()) {
 	r.mu.Lock()
 	r.users++
 	if r.users == 1 {
-		r.stop, r.done = make(chan struct{}), make(chan struct{})
-		go r.run(r.stop, r.done)
+		r.stop, r.done, r.kick = make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+		go r.run(r.stop, r.done, r.kick)
+	} else {
+		select { // a new transfer: poll at once and quickly again
+		case r.kick <- struct{}{}:
+		default:
+		}
 	}
 	r.mu.Unlock()
 	var once sync.Once
@@ -114,15 +120,23 @@ func (r *ThreadRaiser) Raised() int {
 	return r.raised
 }
 
-func (r *ThreadRaiser) run(stop, done chan struct{}) {
+func (r *ThreadRaiser) run(stop, done, kick chan struct{}) {
 	defer close(done)
-	every := r.Every
-	if every <= 0 {
-		every = 50 * time.Millisecond
+	first := r.Every
+	if first <= 0 {
+		first = 50 * time.Millisecond
 	}
-	t := time.NewTicker(every)
+	every := first
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
+		select {
+		case <-stop:
+			return
+		case <-kick:
+			every = first
+		case <-t.C:
+		}
 		if _, err := r.Poll(); err != nil {
 			// Warned once per raiser, debug after: a host without /proc
 			// or without CAP_SYS_NICE replicates at OpenZFS's priority.
@@ -132,13 +146,16 @@ func (r *ThreadRaiser) run(stop, done chan struct{}) {
 				r.log().Debug("cannot raise the priority of zfs's send and receive threads", "err", err)
 			}
 		}
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
+		t.Reset(every)
+		// A transfer's threads start with it; a -I stream starts new ones
+		// per snapshot. Polls back off to maxEvery, since each lists /proc
+		// (milliseconds in an emulated guest).
+		every = min(2*every, maxEvery)
 	}
 }
+
+// maxEvery is the slowest poll while a transfer runs.
+const maxEvery = time.Second
 
 func (r *ThreadRaiser) log() *slog.Logger {
 	if r.Log == nil {

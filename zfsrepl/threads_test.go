@@ -203,3 +203,21 @@ func TestDaemonNice(t *testing.T) {
 		t.Fatalf("DaemonNice = %d", n)
 	}
 }
+
+// Polls back off while a long transfer runs; a transfer that starts
+// beside it has the poller look at once.
+func TestThreadRaiserNewHoldPollsAtOnce(t *testing.T) {
+	f := newFakeProc(t)
+	rn := &reniced{f: f, comm: map[int]string{50: "receive_writer"}}
+	r := &ThreadRaiser{Proc: f.root, SetNice: rn.set, Every: 10 * time.Millisecond}
+	defer r.Hold()()
+	// Let the period grow to its cap: 10+20+...+640 ms, then 1 s.
+	time.Sleep(1500 * time.Millisecond)
+	f.put(50, "receive_writer", true, 19)
+	start := time.Now()
+	defer r.Hold()()
+	waitRaised(t, r, 1)
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("the new transfer's thread was raised %s after its hold; want at once", d)
+	}
+}

@@ -23,8 +23,9 @@ import (
 //
 // One poller serves every transfer of the process: it runs while at least
 // one Hold is outstanding, lists /proc (Every at first, backing off to a
-// second) and renices the kernel threads named so whose nice is above Nice. Threads of a send started by
-// anything else on the host get the same priority while ours run.
+// second) and renices the kernel threads named so whose nice is above
+// Nice. Threads of a send started by anything else on the host get the
+// same priority while ours run.
 type ThreadRaiser struct {
 	Proc  string        // the proc file system; "/proc" when empty
 	Nice  int           // the nice value to give the threads

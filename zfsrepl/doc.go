@@ -15,6 +15,11 @@
 // cannot be cancelled mid-flight. They are all short metadata operations; the
 // long-running ones (send, recv) go through internal/command and honour ctx.
 //
+// OpenZFS starts the kernel threads of a send or a receive at nice 19;
+// Exec.Threads (a ThreadRaiser) gives them the caller's priority while
+// Send and Recv run, so clients that keep the CPUs busy do not starve
+// replication.
+//
 // zfsrepl must not import failover, transport, scheduler or anything about
 // shares: the engine talks to the other side through its own interfaces.
 package zfsrepl

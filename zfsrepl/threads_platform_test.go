@@ -83,7 +83,10 @@ func sendThreadsAt(nice int) func(map[string]int) bool {
 func TestPlatformSendThreadsRaised(t *testing.T) {
 	p := newPool(t)
 	a := p.create(t, "a")
-	p.writeFiles(t, a, "f", 8, 1<<20)
+	// More than the send's queues hold (zfs_send_queue_length, 16 MiB):
+	// with less, its threads read everything and end while the stream
+	// still waits in the pipe, and the test finds none.
+	p.writeFiles(t, a, "f", 48, 1<<20)
 	if err := p.z.Snapshot(testCtx(t), a, "s1", false); err != nil {
 		t.Fatal(err)
 	}

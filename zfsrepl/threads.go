@@ -55,13 +55,20 @@ var threadPrefixes = []string{"send_", "receive_", "redact_"}
 // pfKthread is PF_KTHREAD in /proc/PID/stat's flags.
 const pfKthread = 0x00200000
 
-// DaemonNice is this process's own nice value, read from /proc/self/stat
-// (getpriority(2) returns it offset, differently per libc and kernel).
-func DaemonNice(proc string) (int, error) {
+// openProc opens the proc file system at proc, "/proc" when empty, and
+// returns the path it used.
+func openProc(proc string) (procfs.FS, string, error) {
 	if proc == "" {
 		proc = "/proc"
 	}
 	fs, err := procfs.NewFS(proc)
+	return fs, proc, err
+}
+
+// DaemonNice is this process's own nice value, read from /proc/self/stat
+// (getpriority(2) returns it offset, differently per libc and kernel).
+func DaemonNice(proc string) (int, error) {
+	fs, _, err := openProc(proc)
 	if err != nil {
 		return 0, err
 	}
@@ -169,11 +176,7 @@ func (r *ThreadRaiser) log() *slog.Logger {
 // Nice; it returns how many it reniced. Errors reading one pid (it ended)
 // are skipped; a failed renice is returned after the rest were tried.
 func (r *ThreadRaiser) Poll() (int, error) {
-	proc := r.Proc
-	if proc == "" {
-		proc = "/proc"
-	}
-	fs, err := procfs.NewFS(proc)
+	fs, proc, err := openProc(r.Proc)
 	if err != nil {
 		return 0, err
 	}

@@ -90,6 +90,11 @@ type Options struct {
 	// Witness is true when an etcd witness is configured: it then replaces
 	// the tiebreaker as the arbiter of serving rights.
 	Witness bool
+	// Route: when this node serves and its public network is down while
+	// the peer's is up, the peer routes the VIP's traffic to it over the
+	// link instead of taking over (vip.public_down: route). Without it
+	// the node hands over.
+	Route bool
 }
 
 // Persisted is what survives a restart (the state file and, for the epoch,
@@ -105,6 +110,9 @@ type PeerBeat struct {
 	Epoch    uint64
 	PublicOK bool
 	Newest   string
+	// WantRoute: the peer serves with its public network down and asks
+	// us to route its VIP. Routing: the peer routes ours.
+	WantRoute, Routing bool
 }
 
 // Event is one input to the machine. Exactly one of the kinds below.
@@ -310,6 +318,14 @@ type Machine struct {
 	// rejoinRetryAt: a failed rejoin is tried again from then on.
 	rejoinRetryAt time.Time
 
+	// routed: this node serves through the peer, its public network down
+	// (since routedAt). routing: this node routes the peer's VIP.
+	routed, routing bool
+	routedAt        time.Time
+	peerRoutedAt    time.Time // the last beat that said the peer routes ours
+	publicOKFrom    time.Time // since when publicOK has held, zero while not
+	routeNote       string    // why routed or routing last changed
+
 	last Decision
 }
 
@@ -347,7 +363,24 @@ func (m *Machine) Last() Decision { return m.last }
 
 // Heartbeat returns what this node's heartbeats say now.
 func (m *Machine) Heartbeat(now time.Time) PeerBeat {
-	return PeerBeat{Role: m.state, Epoch: m.epoch, PublicOK: m.publicOK(now)}
+	return PeerBeat{Role: m.state, Epoch: m.epoch, PublicOK: m.publicOK(now), WantRoute: m.routed, Routing: m.routing}
+}
+
+// RouteWait: a node that asked the peer to route its VIP hands over
+// instead if the peer has not said it routes within this long (a peer
+// that cannot: no forwarding allowed, no route to our link address).
+// RouteBackHold: the public network must be fine this long before the
+// node serves on it again, so a flapping cable does not move the
+// clients back and forth with every flap.
+const (
+	RouteWait     = 5 * time.Second
+	RouteBackHold = time.Second
+)
+
+// Routes says whether this node serves through the peer (via) and whether
+// it routes the peer's VIP (forPeer), and why the last of them changed.
+func (m *Machine) Routes() (via, forPeer bool, why string) {
+	return m.routed, m.routing, m.routeNote
 }
 
 // contact is the newest evidence that the peer hears us: the send time of
@@ -481,6 +514,9 @@ func (m *Machine) Step(now time.Time, ev Event) ([]Action, error) {
 			return acts, fmt.Errorf("unknown heartbeat path %q", e.Path)
 		}
 		v.heard = now
+		if e.Routing {
+			m.peerRoutedAt = now
+		}
 		if !m.peerKnown || e.Role != m.peer.Role || e.Epoch != m.peer.Epoch {
 			m.peerViewAt = now
 		}
@@ -537,7 +573,34 @@ func (m *Machine) Step(now time.Time, ev Event) ([]Action, error) {
 	default:
 		return acts, fmt.Errorf("unknown event %T", ev)
 	}
-	return m.evaluate(acts, now), err
+	if m.publicOK(now) {
+		if m.publicOKFrom.IsZero() {
+			m.publicOKFrom = now
+		}
+	} else {
+		m.publicOKFrom = time.Time{}
+	}
+	acts = m.evaluate(acts, now)
+	m.updateRouting(now)
+	return acts, err
+}
+
+// updateRouting: a passive routes the peer's VIP while the peer, serving
+// at an epoch it accepts, asks for it and this node's own public network
+// is fine. It is a standing condition, re-read every step, so a lost
+// beat or a restart heals by itself.
+func (m *Machine) updateRouting(now time.Time) {
+	want := m.opt.Route && m.state == Passive && m.peerKnown && m.peerFresh(now) &&
+		m.peer.WantRoute && m.peer.Role.Serving() && m.peer.Epoch >= m.epoch && m.publicOK(now)
+	if want == m.routing {
+		return
+	}
+	m.routing = want
+	if want {
+		m.routeNote = fmt.Sprintf("the peer serves at epoch %d with its public network down: route its VIP over the link", m.peer.Epoch)
+	} else {
+		m.routeNote = "stop routing the peer's VIP"
+	}
 }
 
 // evaluate applies the standing rules of docs/failover.md to the current
@@ -604,7 +667,22 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 			if m.carrierLost(now) {
 				why = "no carrier on the public interface for " + CarrierHold.String()
 			}
-			return m.handOver(acts, now, "our public network is down ("+why+") and the peer's is up: hand over")
+			if !m.opt.Route {
+				return m.handOver(acts, now, "our public network is down ("+why+") and the peer's is up: hand over")
+			}
+			if !m.routed {
+				m.routed, m.routedAt = true, now
+				m.routeNote = "our public network is down (" + why + ") and the peer's is up: serve through the peer"
+			}
+			if m.peer.Routing || now.Sub(later(m.routedAt, m.peerRoutedAt)) < RouteWait {
+				return acts
+			}
+			m.routed = false
+			return m.handOver(acts, now, fmt.Sprintf("our public network is down (%s) and the peer has not routed our VIP for %s: hand over", why, RouteWait))
+		}
+		if m.routed && !m.publicOKFrom.IsZero() && now.Sub(m.publicOKFrom) >= RouteBackHold {
+			m.routed = false
+			m.routeNote = "our public network is back for " + RouteBackHold.String() + ": serve on it again"
 		}
 		return acts
 
@@ -700,6 +778,10 @@ func later(a, b time.Time) time.Time {
 func (m *Machine) setState(now time.Time, to State, reason string) {
 	if to != Passive {
 		m.handoverPending = false
+	}
+	if to != Active && to != Standalone && m.routed {
+		m.routed = false
+		m.routeNote = "no longer serving: " + reason
 	}
 	m.last = Decision{At: now, From: m.state, To: to, Epoch: m.epoch, Reason: reason}
 	m.state, m.since = to, now
@@ -885,7 +967,10 @@ type View struct {
 	PublicOK   bool
 	Witness    bool // lease held
 	Busy       string
-	Alerts     []string
+	// Routed: this node serves through the peer; RoutingForPeer: it
+	// routes the peer's VIP.
+	Routed, RoutingForPeer bool
+	Alerts                 []string
 }
 
 // PeerState is the role the peer's last heartbeat gave, and whether one
@@ -896,7 +981,11 @@ func (m *Machine) PeerState() (State, bool) { return m.peer.Role, m.peerKnown }
 func (m *Machine) View(now time.Time) View {
 	v := View{State: m.state, Epoch: m.epoch, Since: m.since, Last: m.last, Peer: m.peer, PeerKnown: m.peerKnown,
 		PeerHeard: m.heard(), Contact: m.contact(), Paths: map[Path]bool{},
-		Tiebreaker: m.tiebreakerOK(now), PublicOK: m.publicOK(now), Witness: m.witnessHeld}
+		Tiebreaker: m.tiebreakerOK(now), PublicOK: m.publicOK(now), Witness: m.witnessHeld,
+		Routed: m.routed, RoutingForPeer: m.routing}
+	if m.routed {
+		v.Alerts = append(v.Alerts, "serving through the peer: clients reach the VIP over the heartbeat link while our public network is down")
+	}
 	if m.actionBusy != 0 {
 		v.Busy = m.actionBusy.String()
 	}

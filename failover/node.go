@@ -44,6 +44,21 @@ type HandOverUnserver interface {
 	UnserveForHandOver(ctx context.Context) error
 }
 
+// Router is an Executor that can carry the VIP's traffic over the link
+// while the active's public network is down (Options.Route). The node
+// calls it from its own goroutine, not the executor's, so a long action
+// never holds it up; each method must be idempotent.
+type Router interface {
+	// RouteViaPeer (on the active) sends the VIP's replies through the
+	// peer, or stops that and announces the VIP here again.
+	RouteViaPeer(ctx context.Context, on bool) error
+	// RouteForPeer (on the passive) takes the peer's VIP traffic and
+	// forwards it over the link, or stops that.
+	RouteForPeer(ctx context.Context, on bool) error
+	// Announce announces the VIP again where this node holds it.
+	Announce(ctx context.Context) error
+}
+
 // Arbiter is the optional external witness (failover/witness on etcd).
 type Arbiter interface {
 	Campaign(ctx context.Context) (token int64, err error)
@@ -130,6 +145,10 @@ type Node struct {
 	// prepared: the executor was asked to read ahead in this silence.
 	prepared bool
 	actions  chan Action
+	// routes: what the machine wants routed (via the peer, for the peer),
+	// for the router goroutine; routeKick wakes it.
+	routes    [2]bool
+	routeKick chan struct{}
 }
 
 type event struct {
@@ -184,6 +203,7 @@ func (n *Node) Init(now time.Time) error {
 	}
 	n.events = make(chan event, 4096)
 	n.actions = make(chan Action, 64)
+	n.routeKick = make(chan struct{}, 1)
 	return nil
 }
 
@@ -261,6 +281,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); n.executor(ctx) }()
+	if r, ok := n.Exec.(Router); ok && n.Options.Route {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.router(ctx, r) }()
+	}
 	n.loop(ctx)
 	return nil
 }
@@ -279,7 +303,8 @@ func (n *Node) accept(ctx context.Context, p Path, ln *transport.Listener) {
 		switch c.Purpose {
 		case transport.PurposeControl:
 			go transport.ServeHeartbeats(ctx, c, n.Options.Timing.Threshold, func(_ string, hb transport.Heartbeat) {
-				n.post(Beat{Path: p, PeerBeat: PeerBeat{Role: State(hb.Role), Epoch: hb.Epoch, PublicOK: hb.PublicOK, Newest: hb.NewestSnapshot}})
+				n.post(Beat{Path: p, PeerBeat: PeerBeat{Role: State(hb.Role), Epoch: hb.Epoch, PublicOK: hb.PublicOK, Newest: hb.NewestSnapshot,
+					WantRoute: hb.WantRoute, Routing: hb.Routing}})
 			})
 		default:
 			go func() {
@@ -400,7 +425,8 @@ func (n *Node) payload() transport.Heartbeat {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	b := n.hbState
-	return transport.Heartbeat{Role: uint8(b.Role), Epoch: b.Epoch, PublicOK: b.PublicOK, NewestSnapshot: b.Newest}
+	return transport.Heartbeat{Role: uint8(b.Role), Epoch: b.Epoch, PublicOK: b.PublicOK, NewestSnapshot: b.Newest,
+		WantRoute: b.WantRoute, Routing: b.Routing}
 }
 
 func (n *Node) probeLoop(ctx context.Context) {
@@ -559,7 +585,17 @@ func (n *Node) step(ctx context.Context, ev Event) error {
 	}
 	n.hbState = hb
 	last := m.Last()
+	via, forPeer, why := m.Routes()
+	routesChanged := n.routes != [2]bool{via, forPeer}
+	n.routes = [2]bool{via, forPeer}
 	n.mu.Unlock()
+	if routesChanged {
+		n.log().Info("routing decision", "via_peer", via, "for_peer", forPeer, "reason", why)
+		select {
+		case n.routeKick <- struct{}{}:
+		default:
+		}
+	}
 	if before != after || be != ae {
 		n.log().Info("failover decision", "from", before.String(), "to", after.String(), "epoch", ae, "reason", last.Reason)
 		if n.Observer != nil {
@@ -866,7 +902,10 @@ type Status struct {
 	PeerView   *PeerStatus   `json:"peer_view,omitempty"`
 	Decision   DecisionJSON  `json:"last_decision"`
 	Busy       string        `json:"busy,omitempty"`
-	Alerts     []string      `json:"alerts"`
+	// Routing: "via-peer" while this node serves through the peer (its
+	// public network down), "for-peer" while it routes the peer's VIP.
+	Routing string   `json:"routing,omitempty"`
+	Alerts  []string `json:"alerts"`
 	// Roots is replication per root (empty on a node that has not
 	// replicated since it started); Rescues lists rescue datasets that hold
 	// writes kept aside by a rejoin.
@@ -876,6 +915,12 @@ type Status struct {
 	// catch-up after an outage), for `zrepl-ha status --watch`.
 	Transfers []Transfer `json:"transfers,omitempty"`
 }
+
+// Status.Routing values.
+const (
+	RoutingViaPeer = "via-peer"
+	RoutingForPeer = "for-peer"
+)
 
 // Transfer is one stream in flight.
 type Transfer struct {
@@ -992,6 +1037,12 @@ func (n *Node) status() Status {
 		ps := hb.Status()
 		s.Paths = append(s.Paths, PathStatus{Path: ps.Path, Up: v.Paths[Path(ps.Path)], RTT: ps.RTT, RTTP99: ps.RTTP99, LastAck: ps.LastAck})
 	}
+	switch {
+	case v.Routed:
+		s.Routing = RoutingViaPeer
+	case v.RoutingForPeer:
+		s.Routing = RoutingForPeer
+	}
 	if n.Options.Tiebreaker {
 		s.Tiebreaker = &ArbiterState{OK: v.Tiebreaker}
 	}
@@ -1002,4 +1053,77 @@ func (n *Node) status() Status {
 		s.PeerView = &PeerStatus{Role: v.Peer.Role.String(), Epoch: v.Peer.Epoch, PublicOK: v.Peer.PublicOK, Newest: v.Peer.Newest, Heard: v.PeerHeard}
 	}
 	return s
+}
+
+// routeRetry: a route change that failed is tried again this often.
+const routeRetry = time.Second
+
+// router applies the machine's routing wishes (Machine.Routes) through r,
+// level-triggered: it converges on the latest wish whatever happened in
+// between, and retries a failed change. When this node stops serving
+// through the peer it announces the VIP at once, and again once the
+// peer's beats say it stopped routing it (until then the peer may still
+// answer a client's ARP request).
+func (n *Node) router(ctx context.Context, r Router) {
+	var applied [2]bool
+	var retry <-chan time.Time
+	reannounce := false
+	// A run that crashed while routing for the peer left its proxy entry
+	// and route: nothing is routed at start.
+	if err := r.RouteForPeer(ctx, false); err != nil {
+		n.log().Debug("clearing routes for the peer at start", "err", err)
+	}
+	poll := time.NewTicker(n.Options.Timing.Interval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.routeKick:
+		case <-retry:
+			retry = nil
+		case <-poll.C:
+			if !reannounce {
+				continue
+			}
+			n.mu.Lock()
+			peerRouting := n.machine.peer.Routing && n.machine.peerFresh(time.Now())
+			n.mu.Unlock()
+			if !peerRouting {
+				reannounce = false
+				if err := r.Announce(ctx); err != nil && ctx.Err() == nil {
+					n.log().Warn("announcing the VIP again after routing through the peer", "err", err)
+				}
+			}
+			continue
+		}
+		n.mu.Lock()
+		want := n.routes
+		n.mu.Unlock()
+		failed := false
+		if want[0] != applied[0] {
+			start := time.Now()
+			err := r.RouteViaPeer(ctx, want[0])
+			n.log().Info("route via the peer", "on", want[0], "took", time.Since(start).Round(time.Millisecond), "err", err)
+			if err == nil {
+				applied[0] = want[0]
+				reannounce = !want[0]
+			} else {
+				failed = true
+			}
+		}
+		if want[1] != applied[1] {
+			start := time.Now()
+			err := r.RouteForPeer(ctx, want[1])
+			n.log().Info("route for the peer", "on", want[1], "took", time.Since(start).Round(time.Millisecond), "err", err)
+			if err == nil {
+				applied[1] = want[1]
+			} else {
+				failed = true
+			}
+		}
+		if failed && ctx.Err() == nil && retry == nil {
+			retry = time.After(routeRetry)
+		}
+	}
 }

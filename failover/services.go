@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,9 @@ type Services struct {
 	Roots  []string // this node's replicated roots (replication.roots[].source)
 	Shares Exporter // nil: no shares configured
 	VIP    VIPHolder
+	// PeerGateway is the peer's address on the heartbeat link, where the
+	// VIP's traffic goes while one node routes for the other (Router).
+	PeerGateway netip.Addr
 	// PeerRoots are the peer's names of Roots (replication.roots[].target),
 	// and PeerTree lists one of them on the peer, for a rejoin.
 	PeerRoots []string
@@ -483,4 +487,59 @@ func RootEpochs(ctx context.Context, z zfsrepl.ZFS, roots []string) ([]uint64, e
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// VIPRouter is a VIPHolder that can route the VIP through the peer
+// (failover/vip.VIP).
+type VIPRouter interface {
+	RouteViaPeer(ctx context.Context, gw netip.Addr) error
+	UnrouteViaPeer(ctx context.Context) error
+	RouteForPeer(ctx context.Context, gw netip.Addr) error
+	UnrouteForPeer(ctx context.Context, gw netip.Addr) error
+	Announce(ctx context.Context) error
+}
+
+func (s *Services) router() (VIPRouter, error) {
+	r, ok := s.VIP.(VIPRouter)
+	if !ok || !s.PeerGateway.IsValid() {
+		return nil, errors.New("routing the VIP through the peer needs a VIP and the peer's link address")
+	}
+	return r, nil
+}
+
+// RouteViaPeer implements Router. Turned off, it announces the VIP here
+// again.
+func (s *Services) RouteViaPeer(ctx context.Context, on bool) error {
+	r, err := s.router()
+	if err != nil {
+		return err
+	}
+	if on {
+		return r.RouteViaPeer(ctx, s.PeerGateway)
+	}
+	if err := r.UnrouteViaPeer(ctx); err != nil {
+		return err
+	}
+	return r.Announce(ctx)
+}
+
+// RouteForPeer implements Router.
+func (s *Services) RouteForPeer(ctx context.Context, on bool) error {
+	r, err := s.router()
+	if err != nil {
+		return err
+	}
+	if on {
+		return r.RouteForPeer(ctx, s.PeerGateway)
+	}
+	return r.UnrouteForPeer(ctx, s.PeerGateway)
+}
+
+// Announce implements Router.
+func (s *Services) Announce(ctx context.Context) error {
+	r, err := s.router()
+	if err != nil {
+		return err
+	}
+	return r.Announce(ctx)
 }

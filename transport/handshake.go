@@ -18,7 +18,7 @@ const ProtocolMagic = "ZRHA"
 
 // ProtocolVersion is the frame protocol this release speaks. Both nodes must
 // speak the same version; there is no negotiation.
-const ProtocolVersion uint16 = 1
+const ProtocolVersion uint16 = 2 // 2: heartbeat flags WantRoute and Routing
 
 // Limits of the handshake messages.
 const (

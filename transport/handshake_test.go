@@ -17,7 +17,7 @@ func TestHelloCodec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := cat([]byte("ZRHA"), []byte{0, 1, 2, 7}, []byte("alpha-1"))
+	want := cat([]byte("ZRHA"), []byte{0, 2, 2, 7}, []byte("alpha-1"))
 	if !bytes.Equal(b, want) {
 		t.Fatalf("encoded % x, want % x", b, want)
 	}
@@ -51,23 +51,23 @@ func TestHelloDecodeErrors(t *testing.T) {
 	}{
 		{"empty", nil, ErrMalformed, "0 bytes"},
 		{"short", []byte("ZRHA\x00"), ErrMalformed, "5 bytes"},
-		{"wrong magic", helloBytes("ZRHX", 1, 1, "alpha"), ErrBadMagic, `"ZRHX"`},
+		{"wrong magic", helloBytes("ZRHX", 2, 1, "alpha"), ErrBadMagic, `"ZRHX"`},
 		{"http", []byte("GET / HTTP/1.1\r\n"), ErrBadMagic, `"GET "`},
-		{"version 2", helloBytes("ZRHA", 2, 1, "alpha"), ErrVersionMismatch,
-			"peer speaks protocol version 2, this node speaks 1; upgrade both nodes to the same zrepl-ha release"},
+		{"version 3", helloBytes("ZRHA", 3, 1, "alpha"), ErrVersionMismatch,
+			"peer speaks protocol version 3, this node speaks 2; upgrade both nodes to the same zrepl-ha release"},
 		{"version 0", helloBytes("ZRHA", 0, 1, "alpha"), ErrVersionMismatch, "version 0"},
-		{"version 2 with an unknown layout", cat([]byte("ZRHA\x00\x02"), bytes.Repeat([]byte{0xff}, 40)), ErrVersionMismatch, "version 2"},
-		{"purpose 0", helloBytes("ZRHA", 1, 0, "alpha"), ErrMalformed, "purpose code 0"},
-		{"purpose 3", helloBytes("ZRHA", 1, 3, "alpha"), ErrMalformed, "purpose code 3"},
-		{"no purpose", []byte("ZRHA\x00\x01"), ErrMalformed, "purpose"},
-		{"empty name", helloBytes("ZRHA", 1, 1, ""), ErrBadName, "1 to 63"},
-		{"name of 64", helloBytes("ZRHA", 1, 1, strings.Repeat("a", 64)), ErrBadName, "1 to 63"},
-		{"upper case name", helloBytes("ZRHA", 1, 1, "Alpha"), ErrBadName, `"Alpha"`},
-		{"underscore", helloBytes("ZRHA", 1, 1, "al_pha"), ErrBadName, "a-z, 0-9"},
-		{"dot", helloBytes("ZRHA", 1, 1, "alpha.lan"), ErrBadName, "a-z, 0-9"},
-		{"NUL in name", helloBytes("ZRHA", 1, 1, "al\x00pha"), ErrBadName, "a-z, 0-9"},
-		{"name longer than the data", helloBytes("ZRHA", 1, 1, "alpha")[:10], ErrMalformed, "node needs 5 bytes, 2 left"},
-		{"trailing byte", cat(helloBytes("ZRHA", 1, 1, "alpha"), []byte{0}), ErrMalformed, "1 trailing bytes"},
+		{"version 3 with an unknown layout", cat([]byte("ZRHA\x00\x03"), bytes.Repeat([]byte{0xff}, 40)), ErrVersionMismatch, "version 3"},
+		{"purpose 0", helloBytes("ZRHA", 2, 0, "alpha"), ErrMalformed, "purpose code 0"},
+		{"purpose 3", helloBytes("ZRHA", 2, 3, "alpha"), ErrMalformed, "purpose code 3"},
+		{"no purpose", []byte("ZRHA\x00\x02"), ErrMalformed, "purpose"},
+		{"empty name", helloBytes("ZRHA", 2, 1, ""), ErrBadName, "1 to 63"},
+		{"name of 64", helloBytes("ZRHA", 2, 1, strings.Repeat("a", 64)), ErrBadName, "1 to 63"},
+		{"upper case name", helloBytes("ZRHA", 2, 1, "Alpha"), ErrBadName, `"Alpha"`},
+		{"underscore", helloBytes("ZRHA", 2, 1, "al_pha"), ErrBadName, "a-z, 0-9"},
+		{"dot", helloBytes("ZRHA", 2, 1, "alpha.lan"), ErrBadName, "a-z, 0-9"},
+		{"NUL in name", helloBytes("ZRHA", 2, 1, "al\x00pha"), ErrBadName, "a-z, 0-9"},
+		{"name longer than the data", helloBytes("ZRHA", 2, 1, "alpha")[:10], ErrMalformed, "node needs 5 bytes, 2 left"},
+		{"trailing byte", cat(helloBytes("ZRHA", 2, 1, "alpha"), []byte{0}), ErrMalformed, "1 trailing bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,12 +95,12 @@ func TestHelloEncodeErrors(t *testing.T) {
 		h    Hello
 		want error
 	}{
-		{Hello{Magic: "", Version: 1, Node: "a", Purpose: PurposeData}, ErrBadMagic},
-		{Hello{Magic: "zrha", Version: 1, Node: "a", Purpose: PurposeData}, ErrBadMagic},
-		{Hello{Magic: ProtocolMagic, Version: 1, Node: "A", Purpose: PurposeData}, ErrBadName},
-		{Hello{Magic: ProtocolMagic, Version: 1, Node: strings.Repeat("a", 300), Purpose: PurposeData}, ErrBadName},
-		{Hello{Magic: ProtocolMagic, Version: 1, Node: "a", Purpose: "heartbeat"}, ErrMalformed},
-		{Hello{Magic: ProtocolMagic, Version: 1, Node: "a"}, ErrMalformed},
+		{Hello{Magic: "", Version: ProtocolVersion, Node: "a", Purpose: PurposeData}, ErrBadMagic},
+		{Hello{Magic: "zrha", Version: ProtocolVersion, Node: "a", Purpose: PurposeData}, ErrBadMagic},
+		{Hello{Magic: ProtocolMagic, Version: ProtocolVersion, Node: "A", Purpose: PurposeData}, ErrBadName},
+		{Hello{Magic: ProtocolMagic, Version: ProtocolVersion, Node: strings.Repeat("a", 300), Purpose: PurposeData}, ErrBadName},
+		{Hello{Magic: ProtocolMagic, Version: ProtocolVersion, Node: "a", Purpose: "heartbeat"}, ErrMalformed},
+		{Hello{Magic: ProtocolMagic, Version: ProtocolVersion, Node: "a"}, ErrMalformed},
 	} {
 		if _, err := tt.h.MarshalBinary(); !errors.Is(err, tt.want) {
 			t.Errorf("%+v: got %v, want %v", tt.h, err, tt.want)
@@ -114,7 +114,7 @@ func TestHelloAckCodec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []byte("\x00\x01\x04beta"); !bytes.Equal(b, want) {
+	if want := []byte("\x00\x02\x04beta"); !bytes.Equal(b, want) {
 		t.Fatalf("encoded % x, want % x", b, want)
 	}
 	var got HelloAck
@@ -127,18 +127,18 @@ func TestHelloAckCodec(t *testing.T) {
 	}{
 		{"", ErrMalformed},
 		{"\x00", ErrMalformed},
-		{"\x00\x02\x04beta", ErrVersionMismatch},
-		{"\x00\x01\x00", ErrBadName},
-		{"\x00\x01\x04Beta", ErrBadName},
-		{"\x00\x01\x05beta", ErrMalformed},
-		{"\x00\x01\x04beta!", ErrMalformed},
+		{"\x00\x03\x04beta", ErrVersionMismatch},
+		{"\x00\x02\x00", ErrBadName},
+		{"\x00\x02\x04Beta", ErrBadName},
+		{"\x00\x02\x05beta", ErrMalformed},
+		{"\x00\x02\x04beta!", ErrMalformed},
 	} {
 		var a HelloAck
 		if err := a.UnmarshalBinary([]byte(tt.in)); !errors.Is(err, tt.want) {
 			t.Errorf("%q: got %v, want %v", tt.in, err, tt.want)
 		}
 	}
-	if _, err := (HelloAck{Version: 1, Node: "b c"}).MarshalBinary(); !errors.Is(err, ErrBadName) {
+	if _, err := (HelloAck{Version: ProtocolVersion, Node: "b c"}).MarshalBinary(); !errors.Is(err, ErrBadName) {
 		t.Errorf("bad name encoded: %v", err)
 	}
 }
@@ -240,7 +240,7 @@ func TestHandshakeAccept(t *testing.T) {
 
 func TestHandshakeVersionMismatch(t *testing.T) {
 	called := false
-	client, server := runHandshake(t, Hello{Node: "alpha", Version: 2, Purpose: PurposeControl}, "beta", func(Hello) error {
+	client, server := runHandshake(t, Hello{Node: "alpha", Version: ProtocolVersion + 1, Purpose: PurposeControl}, "beta", func(Hello) error {
 		called = true
 		return nil
 	})
@@ -248,14 +248,14 @@ func TestHandshakeVersionMismatch(t *testing.T) {
 		t.Error("accept called for a Hello of another version")
 	}
 	if !errors.Is(server.err, ErrVersionMismatch) ||
-		!strings.Contains(server.err.Error(), "peer speaks protocol version 2, this node speaks 1; upgrade both nodes to the same zrepl-ha release") {
+		!strings.Contains(server.err.Error(), "peer speaks protocol version 3, this node speaks 2; upgrade both nodes to the same zrepl-ha release") {
 		t.Errorf("server: %v", server.err)
 	}
 	var rej *RejectedError
 	if !errors.As(client.err, &rej) {
 		t.Fatalf("client: got %T %v, want *RejectedError", client.err, client.err)
 	}
-	want := "protocol version mismatch: the accepting node beta speaks protocol version 1, the connecting node speaks 2; upgrade both nodes to the same zrepl-ha release"
+	want := "protocol version mismatch: the accepting node beta speaks protocol version 2, the connecting node speaks 3; upgrade both nodes to the same zrepl-ha release"
 	if rej.Reason != want {
 		t.Errorf("reason %q, want %q", rej.Reason, want)
 	}
@@ -313,10 +313,10 @@ func TestServerHandshakeBadClients(t *testing.T) {
 		want       error
 		wantReason string
 	}{
-		{"wrong magic", Frame{Type: FrameHello, Payload: helloBytes("SSH-", 1, 1, "alpha")}, ErrBadMagic, "bad magic"},
-		{"bad name", Frame{Type: FrameHello, Payload: helloBytes("ZRHA", 1, 1, "Alpha")}, ErrBadName, "invalid node name"},
+		{"wrong magic", Frame{Type: FrameHello, Payload: helloBytes("SSH-", 2, 1, "alpha")}, ErrBadMagic, "bad magic"},
+		{"bad name", Frame{Type: FrameHello, Payload: helloBytes("ZRHA", 2, 1, "Alpha")}, ErrBadName, "invalid node name"},
 		{"data before hello", Frame{Type: FrameData, Stream: 1, Payload: []byte("zfs")}, ErrUnexpectedFrame, "expected Hello on stream 0, got Data (stream 1"},
-		{"hello on a stream", Frame{Type: FrameHello, Stream: 3, Payload: helloBytes("ZRHA", 1, 1, "alpha")}, ErrUnexpectedFrame, "got Hello (stream 3"},
+		{"hello on a stream", Frame{Type: FrameHello, Stream: 3, Payload: helloBytes("ZRHA", 2, 1, "alpha")}, ErrUnexpectedFrame, "got Hello (stream 3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -380,11 +380,11 @@ func TestClientHandshakeBadServers(t *testing.T) {
 		serve func(net.Conn)
 		want  error
 	}{
-		{"ack of another version", reply(Frame{Type: FrameHelloAck, Payload: []byte("\x00\x02\x04beta")}), ErrVersionMismatch},
-		{"ack with a bad name", reply(Frame{Type: FrameHelloAck, Payload: []byte("\x00\x01\x04BETA")}), ErrBadName},
+		{"ack of another version", reply(Frame{Type: FrameHelloAck, Payload: []byte("\x00\x03\x04beta")}), ErrVersionMismatch},
+		{"ack with a bad name", reply(Frame{Type: FrameHelloAck, Payload: []byte("\x00\x02\x04BETA")}), ErrBadName},
 		{"malformed reject", reply(Frame{Type: FrameReject, Payload: []byte("\x00\x09no")}), ErrMalformed},
 		{"heartbeat instead of an answer", reply(Frame{Type: FrameHeartbeat}), ErrUnexpectedFrame},
-		{"ack on a stream", reply(Frame{Type: FrameHelloAck, Stream: 1, Payload: []byte("\x00\x01\x04beta")}), ErrUnexpectedFrame},
+		{"ack on a stream", reply(Frame{Type: FrameHelloAck, Stream: 1, Payload: []byte("\x00\x02\x04beta")}), ErrUnexpectedFrame},
 		{"closed without answering", func(peer net.Conn) { _, _ = NewDecoder(peer, 0).Next() }, io.ErrUnexpectedEOF},
 		{"garbage", func(peer net.Conn) {
 			_, _ = NewDecoder(peer, 0).Next()
@@ -481,7 +481,7 @@ func assertNoDeadline(t *testing.T, conn, peer net.Conn) {
 // Without SetDeadline the handshake still works over any io.ReadWriter.
 func TestHandshakePlainReadWriter(t *testing.T) {
 	var serverIn bytes.Buffer
-	serverOut := encodeFrames(t, 0, Frame{Type: FrameHelloAck, Payload: []byte("\x00\x01\x04beta")})
+	serverOut := encodeFrames(t, 0, Frame{Type: FrameHelloAck, Payload: []byte("\x00\x02\x04beta")})
 	rw := struct {
 		io.Reader
 		io.Writer

@@ -19,7 +19,10 @@ const (
 	heartbeatFixedLen = 28 // everything but the snapshot name
 	heartbeatAckLen   = 17
 
-	hbFlagPublicOK = 1 << 0
+	hbFlagPublicOK  = 1 << 0
+	hbFlagWantRoute = 1 << 1
+	hbFlagRouting   = 1 << 2
+	hbFlags         = hbFlagPublicOK | hbFlagWantRoute | hbFlagRouting
 )
 
 // Heartbeat is the payload of a Heartbeat frame. Transport only carries it;
@@ -32,14 +35,20 @@ const (
 //	9  sent       int64, Unix nanoseconds
 //	17 role       uint8
 //	18 epoch      uint64
-//	26 flags      uint8, bit 0 PublicOK, other bits 0
+//	26 flags      uint8, bit 0 PublicOK, bit 1 WantRoute, bit 2 Routing,
+//	              other bits 0 (bits 1 and 2 came with protocol version 2)
 //	27 snapshot   uint8 length + bytes (UTF-8, no control characters)
 type Heartbeat struct {
-	Seq            uint64
-	SentUnixNano   int64
-	Role           uint8
-	Epoch          uint64
-	PublicOK       bool
+	Seq          uint64
+	SentUnixNano int64
+	Role         uint8
+	Epoch        uint64
+	PublicOK     bool
+	// WantRoute: the sender serves but its public network is down, and
+	// asks the peer to route the VIP's traffic to it over the link.
+	WantRoute bool
+	// Routing: the sender routes the peer's VIP traffic now.
+	Routing        bool
 	NewestSnapshot string
 }
 
@@ -51,6 +60,12 @@ func (h Heartbeat) AppendBinary(b []byte) ([]byte, error) {
 	var flags byte
 	if h.PublicOK {
 		flags |= hbFlagPublicOK
+	}
+	if h.WantRoute {
+		flags |= hbFlagWantRoute
+	}
+	if h.Routing {
+		flags |= hbFlagRouting
 	}
 	b = append(b, heartbeatLayout)
 	b = binary.BigEndian.AppendUint64(b, h.Seq)
@@ -79,10 +94,12 @@ func (h *Heartbeat) UnmarshalBinary(b []byte) error {
 	out.Role = r.u8("role")
 	out.Epoch = r.u64("epoch")
 	flags := r.u8("flags")
-	if r.err == nil && flags&^hbFlagPublicOK != 0 {
-		r.fail("unknown flag bits 0x%02x", flags&^hbFlagPublicOK)
+	if r.err == nil && flags&^hbFlags != 0 {
+		r.fail("unknown flag bits 0x%02x", flags&^hbFlags)
 	}
 	out.PublicOK = flags&hbFlagPublicOK != 0
+	out.WantRoute = flags&hbFlagWantRoute != 0
+	out.Routing = flags&hbFlagRouting != 0
 	out.NewestSnapshot = r.str8("snapshot", MaxSnapshotNameLen)
 	if err := r.done(); err != nil {
 		return err

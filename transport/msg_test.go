@@ -36,6 +36,8 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 		{},
 		{Seq: 1, SentUnixNano: 1732630000123456789, Role: 1, Epoch: 7, PublicOK: true, NewestSnapshot: "tank/data@zrepl-ha_20241126T153000Z_42"},
 		{Seq: math.MaxUint64, SentUnixNano: math.MinInt64, Role: 255, Epoch: math.MaxUint64},
+		{Role: 1, WantRoute: true},
+		{Role: 2, Routing: true, PublicOK: true},
 		{SentUnixNano: -1, NewestSnapshot: strings.Repeat("s", MaxSnapshotNameLen)},
 		{NewestSnapshot: "pool/ds with space@snap:1.2_3-4 ✓"},
 	} {
@@ -70,7 +72,7 @@ func TestHeartbeatErrors(t *testing.T) {
 		{"layout 2", with(0, 2), "unknown layout version 2"},
 		{"short", good[:20], "epoch needs 8 bytes"},
 		{"no snapshot length", good[:27], "snapshot length needs 1 bytes"},
-		{"unknown flag", with(26, 0x03), "unknown flag bits 0x02"},
+		{"unknown flag", with(26, 0x09), "unknown flag bits 0x08"},
 		{"bool byte not canonical", with(26, 0x80), "unknown flag bits 0x80"},
 		{"snapshot longer than the data", with(27, 4), "snapshot needs 4 bytes, 3 left"},
 		{"trailing", cat(good, []byte{0}), "1 trailing bytes"},

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -151,6 +154,15 @@ func runDaemon(ctx context.Context, path string, errw io.Writer) error {
 	if cfg.VIP.Enabled() {
 		iface := cfg.VIP.Interface
 		node.Carrier = func(ctx context.Context, report func(bool)) error { return vip.WatchCarrier(ctx, iface, report) }
+		if cfg.VIP.Routes() {
+			gw, err := peerLinkIP(cfg.Peer.LinkAddress)
+			if err != nil {
+				log.Warn("the VIP cannot be routed through the peer; a node whose public network goes down hands over instead", "err", err)
+			} else {
+				svc.PeerGateway = gw
+				node.Options.Route = true
+			}
+		}
 	}
 	if len(cfg.Tiebreaker.Targets) > 0 {
 		pr := &probe.Prober{Targets: cfg.Tiebreaker.Targets, Timeout: time.Duration(cfg.Tiebreaker.Timeout), Log: log}
@@ -744,4 +756,27 @@ func (r *replicator) stop() {
 		r.stopFn()
 		r.cancel, r.stopFn = nil, nil
 	}
+}
+
+// peerLinkIP is the peer's address on the heartbeat link, from
+// peer.link_address (host:port): the next hop when one node routes the
+// VIP for the other. A host name is resolved once, at start.
+func peerLinkIP(hostport string) (netip.Addr, error) {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("peer.link_address %q: %w", hostport, err)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap(), nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("peer.link_address %q: %w", hostport, err)
+	}
+	for _, ip := range ips {
+		if a, ok := netip.AddrFromSlice(ip); ok && a.Unmap().Is4() {
+			return a.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("peer.link_address %q has no IPv4 address", hostport)
 }

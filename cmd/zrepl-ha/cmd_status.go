@@ -229,6 +229,12 @@ func renderStatus(st failover.Status, now time.Time, loc *time.Location) string 
 		busy = "idle"
 	}
 	line("busy", "%s", busy)
+	switch st.Routing {
+	case failover.RoutingViaPeer:
+		line("routing", "serving through the peer over the heartbeat link (our public network is down)")
+	case failover.RoutingForPeer:
+		line("routing", "routing the peer's VIP to it over the heartbeat link (its public network is down)")
+	}
 
 	if len(st.Alerts) == 0 {
 		line("alerts", "none")

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -42,6 +43,9 @@ type VIP struct {
 	Prefix    netip.Prefix // address and prefix length, e.g. 198.18.0.100/24
 	Interface string       // e.g. eth0
 	Log       *slog.Logger
+
+	fwdMu      sync.Mutex
+	forwarding map[string]string // forwarding values RouteForPeer changed, by interface
 }
 
 func (v *VIP) String() string { return fmt.Sprintf("vip %s on %s", v.Prefix, v.Interface) }
@@ -87,6 +91,17 @@ func (v *VIP) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if v.Prefix.Addr().Is4() {
+		// This node may have routed the VIP for the peer until now; its
+		// proxy entry and route go (the address below wins over them, but
+		// would leave them behind once it goes).
+		if err := netlink.NeighDel(v.proxyEntry(link)); err != nil && !gone(err) {
+			v.log().Warn("cannot remove the proxy neighbour entry of the vip", "err", err)
+		}
+		if err := netlink.RouteDel(&netlink.Route{Dst: ipNet(netip.PrefixFrom(v.Prefix.Addr(), 32))}); err != nil && !gone(err) {
+			v.log().Warn("cannot remove the route of the vip via the peer", "err", err)
+		}
+	}
 	added := false
 	if cur == nil {
 		if err := netlink.AddrAdd(link, toAdd(v.Prefix)); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -120,6 +135,10 @@ func (v *VIP) Down(ctx context.Context) error {
 	}
 	link, err := v.link()
 	if err != nil {
+		return err
+	}
+	// Replies from the VIP through the peer end with it.
+	if err := v.UnrouteViaPeer(ctx); err != nil {
 		return err
 	}
 	cur, addrs, err := v.current(link)

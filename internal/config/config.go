@@ -149,6 +149,33 @@ type Watchdog struct {
 type VIP struct {
 	Address   string `yaml:"address"` // CIDR, e.g. 198.18.0.100/24
 	Interface string `yaml:"interface"`
+	// PublicDown is what the active does when its public network goes
+	// down while the peer's is up (docs/failover.md).
+	PublicDown PublicDownMode `yaml:"public_down"`
+}
+
+// PublicDownMode: route the VIP's traffic through the peer over the
+// heartbeat link (the active keeps serving), or hand over to the peer.
+type PublicDownMode string
+
+const (
+	PublicDownAuto     PublicDownMode = "auto" // route for an IPv4 VIP, handover for IPv6
+	PublicDownRoute    PublicDownMode = "route"
+	PublicDownHandover PublicDownMode = "handover"
+)
+
+var publicDownModes = []PublicDownMode{PublicDownAuto, PublicDownRoute, PublicDownHandover}
+
+// Routes reports whether the active routes through the peer when its
+// public network is down. Only meaningful on a validated config.
+func (v VIP) Routes() bool {
+	switch v.PublicDown {
+	case PublicDownRoute:
+		return true
+	case PublicDownAuto, "":
+		return v.Prefix().Addr().Is4()
+	}
+	return false
 }
 
 // Enabled reports whether a VIP is configured.

@@ -67,6 +67,7 @@ func Defaults() *Config {
 		Tiebreaker: Tiebreaker{Timeout: DefaultTiebreakTimeout},
 		Watchdog:   Watchdog{Interval: DefaultWatchdogInterval},
 		Failback:   FailbackManual,
+		VIP:        VIP{PublicDown: PublicDownAuto},
 		Log:        Log{Level: LogInfo, Format: LogText},
 	}
 }

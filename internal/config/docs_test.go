@@ -106,6 +106,7 @@ func TestDocsDefaults(t *testing.T) {
 		"shares.nfs[].clients":             "`\"" + DefaultNFSClients + "\"`",
 		"shares.nfs[].options":             "`\"" + DefaultNFSOptions + "\"`",
 		"failback":                         "`" + string(d.Failback) + "`",
+		"vip.public_down":                  "`" + string(d.VIP.PublicDown) + "`",
 		"log.level":                        "`" + string(d.Log.Level) + "`",
 		"log.format":                       "`" + string(d.Log.Format) + "`",
 		"retention.source":                 `["1h:all", "24h:1h", "30d:1d"]`,

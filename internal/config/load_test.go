@@ -320,7 +320,7 @@ func TestDefaults(t *testing.T) {
 		{"witness.etcd", d.Witness.Etcd, (*Etcd)(nil)},
 		{"watchdog.device", d.Watchdog.Device, ""},
 		{"watchdog.interval", d.Watchdog.Interval.Duration(), time.Second},
-		{"vip", d.VIP, VIP{}},
+		{"vip", d.VIP, VIP{PublicDown: PublicDownAuto}},
 		{"failback", d.Failback, FailbackManual},
 		{"log", d.Log, Log{Level: LogInfo, Format: LogText}},
 		{"metrics.listen", d.Metrics.Listen, ""},

@@ -489,12 +489,19 @@ func (v *validator) watchdog(c *Config) {
 func (v *validator) vip(c *Config) {
 	x := c.VIP
 	if x.Address == "" {
+		if x.PublicDown != PublicDownAuto && x.PublicDown != "" {
+			v.errorf("vip.public_down", "is set but vip.address is empty; it needs a VIP")
+		}
 		if x.Interface != "" {
 			v.errorf("vip.interface", "is set but vip.address is empty; set both or neither")
 		}
 		return
 	}
+	oneOf(v, "vip.public_down", x.PublicDown, publicDownModes)
 	p, err := netip.ParsePrefix(x.Address)
+	if err == nil && x.PublicDown == PublicDownRoute && !p.Addr().Is4() {
+		v.errorf("vip.public_down", "route works with IPv4 VIPs only (the peer answers ARP for it); set handover or auto for %s", x.Address)
+	}
 	switch {
 	case err != nil:
 		v.errorf("vip.address", "must be an address with prefix length (CIDR) like 198.18.0.100/24, got %q", x.Address)

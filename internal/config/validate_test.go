@@ -350,7 +350,28 @@ func TestVIPRules(t *testing.T) {
 		{"network address", `vip: {address: 198.18.0.0/24, interface: eth0}`, "vip.address", "network address of 198.18.0.0/24"},
 		{"interface slash", `vip: {address: 198.18.0.100/24, interface: eth0/1}`, "vip.interface", "network interface name"},
 		{"interface too long", `vip: {address: 198.18.0.100/24, interface: abcdefghijklmnop}`, "vip.interface", "1 to 15 characters"},
+		{"public_down route", `vip: {address: 198.18.0.100/24, interface: eth0, public_down: route}`, "", ""},
+		{"public_down handover", `vip: {address: "2001:db8::100/64", interface: eth0, public_down: handover}`, "", ""},
+		{"public_down route ipv6", `vip: {address: "2001:db8::100/64", interface: eth0, public_down: route}`, "vip.public_down", "IPv4 VIPs only"},
+		{"public_down unknown", `vip: {address: 198.18.0.100/24, interface: eth0, public_down: forward}`, "vip.public_down", "must be one of auto, route, handover"},
+		{"public_down without vip", `vip: {public_down: route}`, "vip.public_down", "needs a VIP"},
 	})
+}
+
+func TestVIPRoutes(t *testing.T) {
+	for _, c := range []struct {
+		vip  VIP
+		want bool
+	}{
+		{VIP{Address: "198.18.0.100/24", PublicDown: PublicDownAuto}, true},
+		{VIP{Address: "2001:db8::100/64", PublicDown: PublicDownAuto}, false},
+		{VIP{Address: "198.18.0.100/24", PublicDown: PublicDownHandover}, false},
+		{VIP{Address: "198.18.0.100/24", PublicDown: PublicDownRoute}, true},
+	} {
+		if got := c.vip.Routes(); got != c.want {
+			t.Errorf("%+v: Routes() = %v, want %v", c.vip, got, c.want)
+		}
+	}
 }
 
 func TestShareRules(t *testing.T) {

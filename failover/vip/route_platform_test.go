@@ -46,8 +46,8 @@ func TestPlatformVIPRoutedThroughPeer(t *testing.T) {
 	gw1, gw2 := netip.MustParseAddr("198.18.79.2"), netip.MustParseAddr("198.18.79.1")
 
 	call(t, s1, v1.Up)
+	l.mustReach(ip, "server1") // the client resolves the VIP: an entry to move
 	l.waitNeigh(ip, mac1)
-	l.mustReach(ip, "server1")
 
 	// The cable out: server 1's port on the bridge goes down.
 	sh(t, "ip", "-n", l.client, "link", "set", "p1", "down")
@@ -65,6 +65,12 @@ func TestPlatformVIPRoutedThroughPeer(t *testing.T) {
 	}
 	if got := strings.TrimSpace(sh(t, "ip", "-n", s2, "neigh", "show", "proxy")); !strings.Contains(got, ip.String()) {
 		t.Fatalf("server 2 has no proxy entry for %s: %q", ip, got)
+	}
+	// A client that asks anew (its entry expired) is answered by server 2.
+	sh(t, "ip", "-n", l.client, "neigh", "del", ip.String(), "dev", "br0")
+	l.mustReach(ip, "server1")
+	if got, _ := l.neigh(ip); got != mac2 {
+		t.Fatalf("client resolved %s to %q while server 2 routes it, want %s", ip, got, mac2)
 	}
 
 	// The cable back: server 2 stops routing, server 1 serves on its own

@@ -88,15 +88,16 @@ bench: lab-install
 	@mkdir -p $(OUT)
 	$(LAB) gotest -pkgs ./zfsrepl,./scheduler -jsondir $(OUT) -mem 6144 -timeout 90m -- -test.run '^$$' -test.bench 'BenchmarkPlatform' -test.benchtime 1x
 
-# make scenarios: the nine scenarios of issue 8 on the two-node lab (one
-# boot of the pair per run, scenario 7 for its full 5 minutes), RUNS times,
+# make scenarios: the nine scenarios of issue 8 on the two-node lab, and
+# scenario 1's copy with no fault (its baseline), one boot of the pair per
+# run, scenario 7 for its full 5 minutes, RUNS times,
 # then the pair lab's own test; prints the table with the reference's
 # numbers beside our medians and writes it into docs/scenarios.md.
 scenarios: lab-install
 	@mkdir -p $(OUT); rm -f $(OUT)/scenarios-*.json $(OUT)/scenarios.jsonl; rc=0; files=""; \
 	for i in $$(seq $(RUNS)); do \
 	  echo "== scenarios, run $$i of $(RUNS) (about 40 minutes each under TCG)"; \
-	  $(GO) test -tags platform -count=1 -timeout 120m -json -run '^TestScenario[1-9]$$' ./fixtures/scenarios \
+	  $(GO) test -tags platform -count=1 -timeout 120m -json -run '^TestScenario([1-9]|1Baseline)$$' ./fixtures/scenarios \
 	    -args -scenarios.results $(CURDIR)/$(OUT)/scenarios.jsonl -scenarios.long -scenarios.logs $(CURDIR)/$(OUT)/scenarios-logs/run$$i > $(OUT)/scenarios-run$$i.json || rc=1; \
 	  grep -ho 'measured: [^"]*' $(OUT)/scenarios-run$$i.json | sed 's/\\n$$//' || true; \
 	  files="$$files -noskip $(OUT)/scenarios-run$$i.json"; \
@@ -111,7 +112,9 @@ scenarios: lab-install
 	$(SUMMARY) -check "no pair lab leftovers=$$pairleft" $$files -noskip $(OUT)/scenarios-pair.json || rc=1; \
 	exit $$rc
 
-# make demo: boot the pair, fail it over under an SMB copy and an NFS
-# writer, bring it back, print the times. Log: .lab/demo/demo.log.
+# make demo: boot the pair, pull the active's cable under an SMB copy and
+# an NFS writer (the VIP is routed through the passive), plug it back,
+# then cut the active's power (a failover) and power it on (a rejoin);
+# print the times. Log: .lab/demo/demo.log.
 demo: lab-install
 	$(GO) run ./fixtures/scenarios/cmd/demo -out $(OUT)/demo

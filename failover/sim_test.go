@@ -73,7 +73,9 @@ func newSim(t *testing.T, seed uint64, loss float64, jitter time.Duration) *sim 
 	s := &sim{t: t, r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now:  time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
 		link: true, gw: true, pub: [2]bool{true, true}, loss: loss, jitter: jitter,
-		opt: Options{Tiebreaker: true, Timing: DefaultTiming}}
+		// Odd seeds route the VIP through the peer when a public network
+		// fails (vip.public_down: route), even ones hand over.
+		opt: Options{Tiebreaker: true, Timing: DefaultTiming, Route: seed%2 == 1}}
 	for i, init := range []Persisted{{State: Active}, {State: Passive}} {
 		name := []string{"a", "b"}[i]
 		o := s.opt

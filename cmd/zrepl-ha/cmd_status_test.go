@@ -151,3 +151,19 @@ func TestStatusWatchPlainLines(t *testing.T) {
 		t.Fatal("terminal escapes without a terminal")
 	}
 }
+
+// TestStatusRouting: each side of a VIP routed through the peer says so.
+func TestStatusRouting(t *testing.T) {
+	for routing, want := range map[string]string{
+		failover.RoutingViaPeer: "routing     serving through the peer over the heartbeat link",
+		failover.RoutingForPeer: "routing     routing the peer's VIP to it over the heartbeat link",
+	} {
+		got := renderStatus(failover.Status{Node: "alpha", Role: "active", Routing: routing}, goldenNow, time.UTC)
+		if !strings.Contains(got, want) {
+			t.Errorf("routing %q: missing %q in\n%s", routing, want, got)
+		}
+	}
+	if got := renderStatus(failover.Status{Node: "alpha", Role: "active"}, goldenNow, time.UTC); strings.Contains(got, "routing") {
+		t.Errorf("a node that does not route shows a routing line:\n%s", got)
+	}
+}

@@ -113,7 +113,9 @@ func (v *VIP) UnrouteViaPeer(ctx context.Context) error {
 	for range 4 { // a rule added twice by an older kernel: remove every copy
 		err := netlink.RuleDel(v.viaPeerRule())
 		if err != nil {
-			if !gone(err) {
+			// A kernel without policy routing has no rule to remove (and
+			// Down, which calls this, must still work there).
+			if !gone(err) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EAFNOSUPPORT) {
 				errs = append(errs, fmt.Errorf("%s: remove the rule from %s lookup %d: %w%s", v, v.Prefix.Addr(), ViaPeerTable, err, permHint(err, "CAP_NET_ADMIN")))
 			}
 			break

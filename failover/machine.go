@@ -677,7 +677,7 @@ func (m *Machine) evaluate(acts []Action, now time.Time) []Action {
 			if m.peer.Routing || now.Sub(later(m.routedAt, m.peerRoutedAt)) < RouteWait {
 				return acts
 			}
-			m.routed = false
+			// handOver's state change clears routed.
 			return m.handOver(acts, now, fmt.Sprintf("our public network is down (%s) and the peer has not routed our VIP for %s: hand over", why, RouteWait))
 		}
 		if m.routed && !m.publicOKFrom.IsZero() && now.Sub(m.publicOKFrom) >= RouteBackHold {

@@ -1073,8 +1073,9 @@ func (n *Node) router(ctx context.Context, r Router) {
 	if err := r.RouteForPeer(ctx, false); err != nil {
 		n.log().Debug("clearing routes for the peer at start", "err", err)
 	}
-	poll := time.NewTicker(n.Options.Timing.Interval)
-	defer poll.Stop()
+	// poll is set only while a re-announcement waits for the peer to
+	// stop routing: no wake-ups otherwise.
+	var poll <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -1082,18 +1083,21 @@ func (n *Node) router(ctx context.Context, r Router) {
 		case <-n.routeKick:
 		case <-retry:
 			retry = nil
-		case <-poll.C:
+		case <-poll:
+			poll = nil
 			if !reannounce {
 				continue
 			}
 			n.mu.Lock()
 			peerRouting := n.machine.peer.Routing && n.machine.peerFresh(time.Now())
 			n.mu.Unlock()
-			if !peerRouting {
-				reannounce = false
-				if err := r.Announce(ctx); err != nil && ctx.Err() == nil {
-					n.log().Warn("announcing the VIP again after routing through the peer", "err", err)
-				}
+			if peerRouting {
+				poll = time.After(n.Options.Timing.Interval)
+				continue
+			}
+			reannounce = false
+			if err := r.Announce(ctx); err != nil && ctx.Err() == nil {
+				n.log().Warn("announcing the VIP again after routing through the peer", "err", err)
 			}
 			continue
 		}
@@ -1108,6 +1112,9 @@ func (n *Node) router(ctx context.Context, r Router) {
 			if err == nil {
 				applied[0] = want[0]
 				reannounce = !want[0]
+				if reannounce {
+					poll = time.After(n.Options.Timing.Interval)
+				}
 			} else {
 				failed = true
 			}

@@ -767,7 +767,10 @@ func peerLinkIP(hostport string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("peer.link_address %q: %w", hostport, err)
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		return a.Unmap(), nil
+		if a = a.Unmap(); !a.Is4() {
+			return netip.Addr{}, fmt.Errorf("peer.link_address %q is not IPv4: the VIP is routed to an IPv4 next hop", hostport)
+		}
+		return a, nil
 	}
 	ips, err := net.LookupIP(host)
 	if err != nil {

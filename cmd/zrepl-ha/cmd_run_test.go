@@ -136,3 +136,24 @@ func TestFirstCycleWaitsAfterAPromotion(t *testing.T) {
 		t.Errorf("at a start as active, the first cycle did not run:\n%s", out)
 	}
 }
+
+func TestPeerLinkIP(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.18.1.2:7701":          "198.18.1.2",
+		"[::ffff:198.18.1.2]:7701": "198.18.1.2",
+		"localhost:7701":           "127.0.0.1",
+	} {
+		got, err := peerLinkIP(in)
+		if err != nil || got.String() != want {
+			t.Errorf("peerLinkIP(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for in, msg := range map[string]string{
+		"[2001:db8::2]:7701": "not IPv4",
+		"198.18.1.2":         "missing port",
+	} {
+		if _, err := peerLinkIP(in); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("peerLinkIP(%q): %v, want an error with %q", in, err, msg)
+		}
+	}
+}

@@ -149,6 +149,15 @@ type Node struct {
 	// for the router goroutine; routeKick wakes it.
 	routes    [2]bool
 	routeKick chan struct{}
+	// applied: the routes the router has in place (the kernel's state, not
+	// the wish); routeErr: its last failed change, nil once one succeeds.
+	// The heartbeat's flags and the status say applied: an active whose
+	// rule cannot be added does not ask, and a passive that cannot route
+	// does not say it does, so the active hands over after RouteWait; and
+	// the active announces its VIP again only once the passive has
+	// stopped answering for it.
+	applied  [2]bool
+	routeErr error
 }
 
 type event struct {
@@ -426,7 +435,7 @@ func (n *Node) payload() transport.Heartbeat {
 	defer n.mu.Unlock()
 	b := n.hbState
 	return transport.Heartbeat{Role: uint8(b.Role), Epoch: b.Epoch, PublicOK: b.PublicOK, NewestSnapshot: b.Newest,
-		WantRoute: b.WantRoute, Routing: b.Routing}
+		WantRoute: n.applied[0], Routing: n.applied[1]}
 }
 
 func (n *Node) probeLoop(ctx context.Context) {
@@ -1038,10 +1047,13 @@ func (n *Node) status() Status {
 		s.Paths = append(s.Paths, PathStatus{Path: ps.Path, Up: v.Paths[Path(ps.Path)], RTT: ps.RTT, RTTP99: ps.RTTP99, LastAck: ps.LastAck})
 	}
 	switch {
-	case v.Routed:
+	case n.applied[0]:
 		s.Routing = RoutingViaPeer
-	case v.RoutingForPeer:
+	case n.applied[1]:
 		s.Routing = RoutingForPeer
+	}
+	if n.routeErr != nil {
+		s.Alerts = append(s.Alerts, fmt.Sprintf("a routing change failed, retried every %s: %v", routeRetry, n.routeErr))
 	}
 	if n.Options.Tiebreaker {
 		s.Tiebreaker = &ArbiterState{OK: v.Tiebreaker}
@@ -1104,32 +1116,30 @@ func (n *Node) router(ctx context.Context, r Router) {
 		n.mu.Lock()
 		want := n.routes
 		n.mu.Unlock()
-		failed := false
-		if want[0] != applied[0] {
+		var failed error
+		for i, apply := range [2]func(context.Context, bool) error{r.RouteViaPeer, r.RouteForPeer} {
+			if want[i] == applied[i] {
+				continue
+			}
 			start := time.Now()
-			err := r.RouteViaPeer(ctx, want[0])
-			n.log().Info("route via the peer", "on", want[0], "took", time.Since(start).Round(time.Millisecond), "err", err)
-			if err == nil {
-				applied[0] = want[0]
+			err := apply(ctx, want[i])
+			n.log().Info([2]string{"route via the peer", "route for the peer"}[i], "on", want[i], "took", time.Since(start).Round(time.Millisecond), "err", err)
+			if err != nil {
+				failed = err
+				continue
+			}
+			applied[i] = want[i]
+			if i == 0 {
 				reannounce = !want[0]
 				if reannounce {
 					poll = time.After(n.Options.Timing.Interval)
 				}
-			} else {
-				failed = true
 			}
 		}
-		if want[1] != applied[1] {
-			start := time.Now()
-			err := r.RouteForPeer(ctx, want[1])
-			n.log().Info("route for the peer", "on", want[1], "took", time.Since(start).Round(time.Millisecond), "err", err)
-			if err == nil {
-				applied[1] = want[1]
-			} else {
-				failed = true
-			}
-		}
-		if failed && ctx.Err() == nil && retry == nil {
+		n.mu.Lock()
+		n.applied, n.routeErr = applied, failed
+		n.mu.Unlock()
+		if failed != nil && ctx.Err() == nil && retry == nil {
 			retry = time.After(routeRetry)
 		}
 	}

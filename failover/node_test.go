@@ -203,6 +203,19 @@ var fastTiming = Timing{Interval: 50 * time.Millisecond, Threshold: 600 * time.M
 func startPair(t *testing.T) *pair { return startPairOpts(t, false) }
 
 func startPairOpts(t *testing.T, failback bool) *pair {
+	return startPairWith(t, func(n *Node) {
+		if !failback {
+			return
+		}
+		n.Failback, n.FailbackSettle = true, 300*time.Millisecond
+		n.Newest = func() string { return "zrepl-ha_20261201T120000Z_000001" }
+		n.Preferred = n.Options.Name == "a"
+	})
+}
+
+// startPairWith starts the pair with each node (also one made again by
+// p.mk) passed through set before it runs.
+func startPairWith(t *testing.T, set func(*Node)) *pair {
 	p := &pair{ea: &recExec{}, eb: &recExec{}, timing: fastTiming}
 	client := func(port uint16) []vip.Conn {
 		return []vip.Conn{{Local: netip.MustParseAddrPort("198.18.0.100:445"), Remote: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.50"), port)}}
@@ -235,20 +248,17 @@ func startPairOpts(t *testing.T, failback bool) *pair {
 		}
 	}
 	p.mk = func(name string) *Node {
+		var n *Node
 		if name == "a" {
-			return mk("a", "b", p.ea, Active, aLink, aPub, p.link[1], p.pub[1], &p.publicA, p.ta)
+			n = mk("a", "b", p.ea, Active, aLink, aPub, p.link[1], p.pub[1], &p.publicA, p.ta)
+		} else {
+			n = mk("b", "a", p.eb, Passive, bLink, bPub, p.link[0], p.pub[0], &p.publicB, p.tb)
 		}
-		return mk("b", "a", p.eb, Passive, bLink, bPub, p.link[0], p.pub[0], &p.publicB, p.tb)
+		set(n)
+		return n
 	}
 	p.t = t
 	p.a, p.b = p.mk("a"), p.mk("b")
-	if failback {
-		for _, n := range []*Node{p.a, p.b} {
-			n.Failback, n.FailbackSettle = true, 300*time.Millisecond
-			n.Newest = func() string { return "zrepl-ha_20261201T120000Z_000001" }
-		}
-		p.a.Preferred = true
-	}
 	p.cancelA, p.cancB = p.run(p.a), p.run(p.b)
 	return p
 }

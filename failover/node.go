@@ -951,8 +951,11 @@ type RootStatus struct {
 	Lag              time.Duration `json:"lag_ns"` // -1 until something was received
 	LastCycle        time.Time     `json:"last_cycle"`
 	LastError        string        `json:"last_error,omitempty"`
-	Conflicts        int           `json:"conflicts,omitempty"`
-	BytesSent        int64         `json:"bytes_sent"`
+	// PeerNotReady: the peer refused the last cycle for now (it rejoins
+	// or starts); not an error, the next cycle tries again.
+	PeerNotReady string `json:"peer_not_ready,omitempty"`
+	Conflicts    int    `json:"conflicts,omitempty"`
+	BytesSent    int64  `json:"bytes_sent"`
 	// Pending is what remains of the transfers in flight for this root, by
 	// their zfs send -nvP estimates (0 when nothing is moving).
 	Pending int64 `json:"pending_bytes"`

@@ -77,8 +77,12 @@ type RootStatus struct {
 	Lag              time.Duration // -1 until something is received
 	LastCycle        time.Time
 	LastError        string
-	Conflicts        int
-	BytesSent        int64 // total since the engine started
+	// PeerNotReady: the last cycle was refused by the peer for now
+	// (ErrPeerNotReady, e.g. while it rejoins). Not an error: the next
+	// cycle tries again, and the lag says if it lasts.
+	PeerNotReady string
+	Conflicts    int
+	BytesSent    int64 // total since the engine started
 }
 
 // Status returns every root's status, sorted by source.
@@ -112,8 +116,11 @@ func (e *Engine) record(rep *Report, err error) {
 	} else if t, _, ok := ParseSnapshotName(st.LatestConsistent); ok {
 		st.Lag = e.now().Sub(t) // a failed cycle: the lag keeps growing
 	}
-	st.LastError = ""
-	if err != nil {
+	st.LastError, st.PeerNotReady = "", ""
+	switch {
+	case errors.Is(err, ErrPeerNotReady):
+		st.PeerNotReady = err.Error()
+	case err != nil:
 		st.LastError = err.Error()
 	}
 	e.status[rep.Root] = st

@@ -481,7 +481,7 @@ func (r *replicator) rootStatus() []failover.RootStatus {
 	for _, s := range r.engine().Status() {
 		rs := failover.RootStatus{Source: s.Root.Source, Target: s.Root.Target, LatestSnapshot: s.LatestSnapshot,
 			LatestConsistent: s.LatestConsistent, Lag: s.Lag, LastCycle: s.LastCycle, LastError: s.LastError,
-			Conflicts: s.Conflicts, BytesSent: s.BytesSent}
+			PeerNotReady: s.PeerNotReady, Conflicts: s.Conflicts, BytesSent: s.BytesSent}
 		for _, t := range inflight {
 			if (t.Dataset == s.Root.Target || strings.HasPrefix(t.Dataset, s.Root.Target+"/")) && t.Total > t.Bytes {
 				rs.Pending += t.Total - t.Bytes

@@ -208,6 +208,9 @@ func renderStatus(st failover.Status, now time.Time, loc *time.Location) string 
 		if r.LastError != "" {
 			b.WriteString(indent + "last error: " + r.LastError + "\n")
 		}
+		if r.PeerNotReady != "" {
+			b.WriteString(indent + "waiting: " + r.PeerNotReady + "\n")
+		}
 	}
 	for i, tr := range st.Transfers {
 		label := ""

@@ -40,6 +40,8 @@ func goldenStatus() failover.Status {
 				LatestConsistent: "zrepl-ha_20300601T115950Z_000119", Lag: 7 * time.Second, LastCycle: goldenNow.Add(-3 * time.Second), BytesSent: 3 << 30,
 				Pending: 96 << 20, Throughput: 48 << 20},
 			{Source: "tank/vm", Target: "backup/vm", Lag: -1, LastError: "listing receiver root backup/vm: connection refused"},
+			{Source: "tank/home", Target: "tank/home", Lag: 40 * time.Second, LatestConsistent: "zrepl-ha_20300601T115920Z_000113",
+				LastCycle: goldenNow.Add(-time.Second), PeerNotReady: "listing receiver root tank/home: the peer is not ready for replication yet: on the peer: this node is rejoining"},
 		},
 		Rescues: []string{"tank/zrepl-ha-rescue/tank_data_7_20300520T101500Z"},
 	}

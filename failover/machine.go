@@ -967,8 +967,9 @@ type View struct {
 	PublicOK   bool
 	Witness    bool // lease held
 	Busy       string
-	// Routed: this node serves through the peer; RoutingForPeer: it
-	// routes the peer's VIP.
+	// Routed: this node has decided to serve through the peer;
+	// RoutingForPeer: to route the peer's VIP. Decisions: the Node's
+	// status and heartbeats say what its router has in place.
 	Routed, RoutingForPeer bool
 	Alerts                 []string
 }

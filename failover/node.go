@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -88,13 +89,17 @@ type Node struct {
 	Sec     transport.Security // for dialing the peer
 	// ListenSec protects the listeners (TLS server side); zero uses Sec.
 	ListenSec transport.Security
-	Exec      Executor
-	Data      transport.Handler // replication requests from the peer
-	Stall     time.Duration
-	Probe     func(ctx context.Context) error // nil: no tiebreaker
-	ProbeTTL  time.Duration                   // per probe, and the probe interval
-	Witness   Arbiter
-	Watchdog  Pinger
+	// Listen opens a path's socket; nil listens on PathConfig.Listen.
+	// Tests hand over sockets they opened, so no other test can take the
+	// port between picking it and the node's listen.
+	Listen   func(addr string) (net.Listener, error)
+	Exec     Executor
+	Data     transport.Handler // replication requests from the peer
+	Stall    time.Duration
+	Probe    func(ctx context.Context) error // nil: no tiebreaker
+	ProbeTTL time.Duration                   // per probe, and the probe interval
+	Witness  Arbiter
+	Watchdog Pinger
 	// Carrier watches the carrier of the public (VIP) interface
 	// (vip.WatchCarrier), reporting each change; nil: not watched.
 	Carrier func(ctx context.Context, report func(up bool)) error
@@ -238,7 +243,18 @@ func (n *Node) Run(ctx context.Context) error {
 		if lsec == (transport.Security{}) {
 			lsec = n.Sec
 		}
-		ln, err := transport.Listen(p.Listen, n.Options.Name, n.Options.PeerName, lsec, n.log())
+		var ln *transport.Listener
+		var err error
+		if n.Listen == nil {
+			ln, err = transport.Listen(p.Listen, n.Options.Name, n.Options.PeerName, lsec, n.log())
+		} else {
+			var raw net.Listener
+			if raw, err = n.Listen(p.Listen); err == nil {
+				if ln, err = transport.ListenOn(raw, n.Options.Name, n.Options.PeerName, lsec, n.log()); err != nil {
+					raw.Close()
+				}
+			}
+		}
 		if err != nil {
 			for _, l := range lns {
 				l.Close()

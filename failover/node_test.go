@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -81,14 +82,88 @@ func (c *cable) plug() {
 	c.mu.Unlock()
 }
 
-func freeAddr(t *testing.T) string {
+// port is a loopback socket a test holds for its whole run and lends to
+// one node at a time (Node.Listen). Picking a free port and listening on it
+// again later lost races with parallel tests' connections (bind: address
+// already in use); a node that restarts gets the same port back.
+type port struct {
+	ln  net.Listener
+	mu  sync.Mutex
+	cur *portLease
+}
+
+func openPort(t *testing.T) *port {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	p := &port{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			l := p.cur
+			p.mu.Unlock()
+			if l == nil { // no node listens: the peer sees its connection end at once
+				c.Close()
+				continue
+			}
+			select {
+			case l.conns <- c:
+			case <-l.done:
+				c.Close()
+			}
+		}
+	}()
+	return p
 }
+
+func (p *port) addr() string { return p.ln.Addr().String() }
+
+// lease is the node's listener until it closes it.
+func (p *port) lease() (net.Listener, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur != nil {
+		return nil, fmt.Errorf("listen %s: a node already listens here", p.addr())
+	}
+	p.cur = &portLease{p: p, conns: make(chan net.Conn), done: make(chan struct{})}
+	return p.cur, nil
+}
+
+type portLease struct {
+	p     *port
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *portLease) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *portLease) Close() error {
+	l.once.Do(func() {
+		// Free the port before Accept returns, so a node restarted at once
+		// can lease it.
+		l.p.mu.Lock()
+		if l.p.cur == l {
+			l.p.cur = nil
+		}
+		l.p.mu.Unlock()
+		close(l.done)
+	})
+	return nil
+}
+func (l *portLease) Addr() net.Addr { return l.p.ln.Addr() }
 
 // recExec records the actions a node carried out.
 type recExec struct {
@@ -224,7 +299,13 @@ func startPairWith(t *testing.T, set func(*Node)) *pair {
 	p.publicA.Store(true)
 	p.publicB.Store(true)
 	p.gw.Store(true)
-	aLink, aPub, bLink, bPub := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	ports := map[string]*port{}
+	open := func() string {
+		p := openPort(t)
+		ports[p.addr()] = p
+		return p.addr()
+	}
+	aLink, aPub, bLink, bPub := open(), open(), open(), open()
 	p.link = [2]*cable{newCable(t, aLink), newCable(t, bLink)}
 	p.pub = [2]*cable{newCable(t, aPub), newCable(t, bPub)}
 	dir := t.TempDir()
@@ -236,7 +317,13 @@ func startPairWith(t *testing.T, set func(*Node)) *pair {
 			Initial: Persisted{State: init},
 			Paths:   []PathConfig{{PathLink, lLink, toLink.addr()}, {PathPublic, lPub, toPub.addr()}},
 			Sec:     transport.Security{Plaintext: true},
-			Exec:    e,
+			Listen: func(addr string) (net.Listener, error) {
+				if p := ports[addr]; p != nil {
+					return p.lease()
+				}
+				return nil, fmt.Errorf("listen %s: not a port of this pair", addr)
+			},
+			Exec: e,
 			Probe: func(ctx context.Context) error {
 				if pubOK.Load() && p.gw.Load() {
 					return nil

@@ -118,10 +118,24 @@ func Listen(addr, local, peer string, sec Security, log *slog.Logger) (*Listener
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen %s: %w", addr, err)
 	}
+	return listener(ln, local, peer, sec, log), nil
+}
+
+// ListenOn is Listen on a socket the caller opened (a test that must
+// know its port before the node starts, without the close-and-reopen race
+// of picking a free one). Closing the Listener closes ln.
+func ListenOn(ln net.Listener, local, peer string, sec Security, log *slog.Logger) (*Listener, error) {
+	if err := sec.check(log); err != nil {
+		return nil, err
+	}
+	return listener(ln, local, peer, sec, log), nil
+}
+
+func listener(ln net.Listener, local, peer string, sec Security, log *slog.Logger) *Listener {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Listener{ln: ln, local: local, peer: peer, sec: sec, log: log}, nil
+	return &Listener{ln: ln, local: local, peer: peer, sec: sec, log: log}
 }
 
 // Addr is the listening address.

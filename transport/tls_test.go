@@ -260,16 +260,40 @@ func TestTLSConfigs(t *testing.T) {
 }
 
 // TestTLSWithDialListen runs the pinned configs through the package's own
-// Dial and Listen: alpha connects to beta, mallory is refused and never
-// reaches Accept.
+// Dial and Listen (and ListenOn, on a socket the test opened): alpha
+// connects to beta, mallory is refused and never reaches Accept.
 func TestTLSWithDialListen(t *testing.T) {
+	for _, name := range []string{"Listen", "ListenOn"} {
+		t.Run(name, func(t *testing.T) { testTLSWithDialListen(t, name == "ListenOn") })
+	}
+}
+
+func testTLSWithDialListen(t *testing.T, on bool) {
 	alpha, beta, mallory := tlsTestTrio(t)
 	a, b := tlsTestLoad(t, alpha, beta), tlsTestLoad(t, beta, alpha)
 	m := tlsTestLoad(t, mallory, beta)
 	ctx, cancel := context.WithTimeout(context.Background(), tlsTestTimeout)
 	defer cancel()
 
-	ln, err := Listen("127.0.0.1:0", "beta", "alpha", Security{TLS: b.ServerConfig()}, nil)
+	var ln *Listener
+	var err error
+	if on {
+		raw, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		defer func() {
+			// Closing the Listener closed the socket it was given (the
+			// deadline turns a socket left open into a failure, not a hang).
+			raw.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second))
+			if _, err := raw.Accept(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("socket still open after Close: %v", err)
+			}
+		}()
+		ln, err = ListenOn(raw, "beta", "alpha", Security{TLS: b.ServerConfig()}, nil)
+	} else {
+		ln, err = Listen("127.0.0.1:0", "beta", "alpha", Security{TLS: b.ServerConfig()}, nil)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,5 +551,16 @@ func TestPinErrorMessage(t *testing.T) {
 	none := &PinError{Want: "bbbb"}
 	if msg := none.Error(); !strings.Contains(msg, "no certificate") || !strings.Contains(msg, "bbbb") {
 		t.Fatalf("message %q", msg)
+	}
+}
+
+func TestListenOnRefusesNoSecurity(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := ListenOn(raw, "beta", "alpha", Security{}, nil); err == nil || !strings.Contains(err.Error(), "transport.tls") {
+		t.Fatalf("ListenOn without TLS or plaintext: %v, want an error naming transport.tls", err)
 	}
 }

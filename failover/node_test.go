@@ -652,9 +652,11 @@ func TestHandoverAskWaitsForThePersist(t *testing.T) {
 	p := startPair(t)
 	waitRole(t, p.a, "active", 5*time.Second)
 	waitPeer(t, p.a, "passive", time.Second)
-	// A file where a's state directory was: every Save fails.
+	// A file where a's state directory was: every Save fails. The directory
+	// is moved aside in one step: a's own save may be writing into it just
+	// now, which made RemoveAll fail with "directory not empty".
 	dir := filepath.Dir(p.a.Persist.Path)
-	if err := os.RemoveAll(dir); err != nil {
+	if err := os.Rename(dir, dir+".gone"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(dir, []byte("not a directory"), 0o600); err != nil {

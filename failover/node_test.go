@@ -478,7 +478,7 @@ func TestNodePairOnLoopback(t *testing.T) {
 		}
 		// The node stops serving the handover's way (the VIP first, the
 		// unexport beside the final incremental), not the fence's.
-		if u, _ := p.eb.index("unserve for handover"); u < 0 || u > slices.Index(p.eb.log, "handover") {
+		if u, _ := p.eb.index("unserve for handover"); u < 0 || u > first(p.eb, "handover") {
 			t.Fatalf("b log %v: want the handover's unserve before the handover", p.eb.log)
 		}
 		// b's clients' connections came with the handover; a, serving,
@@ -681,3 +681,7 @@ func TestHandoverAskWaitsForThePersist(t *testing.T) {
 		t.Fatalf("a turned passive without the peer taking over (%s)", s.Decision.Reason)
 	}
 }
+
+// first is where s first appears in e's log, read under its lock (the node
+// may still be adding to it).
+func first(e *recExec, s string) int { i, _ := e.index(s); return i }

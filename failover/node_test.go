@@ -301,9 +301,9 @@ func startPairWith(t *testing.T, set func(*Node)) *pair {
 	p.gw.Store(true)
 	ports := map[string]*port{}
 	open := func() string {
-		p := openPort(t)
-		ports[p.addr()] = p
-		return p.addr()
+		pt := openPort(t)
+		ports[pt.addr()] = pt
+		return pt.addr()
 	}
 	aLink, aPub, bLink, bPub := open(), open(), open(), open()
 	p.link = [2]*cable{newCable(t, aLink), newCable(t, bLink)}
@@ -318,8 +318,8 @@ func startPairWith(t *testing.T, set func(*Node)) *pair {
 			Paths:   []PathConfig{{PathLink, lLink, toLink.addr()}, {PathPublic, lPub, toPub.addr()}},
 			Sec:     transport.Security{Plaintext: true},
 			Listen: func(addr string) (net.Listener, error) {
-				if p := ports[addr]; p != nil {
-					return p.lease()
+				if pt := ports[addr]; pt != nil {
+					return pt.lease()
 				}
 				return nil, fmt.Errorf("listen %s: not a port of this pair", addr)
 			},
@@ -478,7 +478,8 @@ func TestNodePairOnLoopback(t *testing.T) {
 		}
 		// The node stops serving the handover's way (the VIP first, the
 		// unexport beside the final incremental), not the fence's.
-		if u, _ := p.eb.index("unserve for handover"); u < 0 || u > first(p.eb, "handover") {
+		u, _ := p.eb.index("unserve for handover")
+		if h, _ := p.eb.index("handover"); u < 0 || u > h {
 			t.Fatalf("b log %v: want the handover's unserve before the handover", p.eb.log)
 		}
 		// b's clients' connections came with the handover; a, serving,
@@ -681,7 +682,3 @@ func TestHandoverAskWaitsForThePersist(t *testing.T) {
 		t.Fatalf("a turned passive without the peer taking over (%s)", s.Decision.Reason)
 	}
 }
-
-// first is where s first appears in e's log, read under its lock (the node
-// may still be adding to it).
-func first(e *recExec, s string) int { i, _ := e.index(s); return i }
